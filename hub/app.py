@@ -1,0 +1,186 @@
+"""The hub's runtime: builds every part from Settings, starts and stops them on one event loop.
+
+`hub serve` uses `Hub.start()`; `hub worker` processes use `worker_hub()`, the same parts minus the
+listeners, with a private loop in a thread so that RQ's plain job functions can run async code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hub.acknowledge import Acknowledger
+from hub.adapters.base import AdapterRegistry, ChannelAdapter
+from hub.config import Settings, load_settings
+from hub.events import EventBus
+from hub.intake import Intake
+from hub.jobs import InProcessJobs, Jobs, RQJobs
+from hub.routing import DefaultQueueRouter, Router
+from hub.storage.blobs import BlobStore
+from hub.storage.db import Database, upgrade
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def reply_secret(settings: Settings) -> bytes:
+    """The configured secret, or one generated once and kept (0600) in the data dir."""
+    configured = settings.hub.secret_key.get_secret_value()
+    if configured:
+        return configured.encode()
+    path = Path(settings.hub.data_dir) / "secret.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(value)
+    return value
+
+
+class Hub:
+    """Holds the shared parts; adapters and the rule set are swappable for tests and reloads."""
+
+    def __init__(self, settings: Settings, *, adapters: list[ChannelAdapter] | None = None,
+                 jobs: Jobs | None = None) -> None:
+        self.settings = settings
+        self.db = Database(settings.database.url, pool_size=settings.database.pool_size)
+        self.blobs = BlobStore(Path(settings.hub.data_dir) / "blobs")
+        self.events = EventBus()
+        self.reply_secret = reply_secret(settings)
+        self.adapters = AdapterRegistry()
+        for adapter in adapters if adapters is not None else default_adapters(settings, self):
+            self.adapters.register(adapter)
+        self._router: Router = DefaultQueueRouter(settings.routing.default_queue)
+        self.rules: Any = None  # the live rule set holder, when a rules folder is loaded
+        self.jobs: Jobs = jobs or self._make_jobs()
+        self.acknowledger = Acknowledger(
+            channels={"email"} if settings.email.acknowledge else set(),
+            default_language=settings.hub.default_language,
+        )
+        self.intake = Intake(
+            self.db, self.blobs,
+            router=self.router,
+            reply_secret=self.reply_secret,
+            reopen_window=timedelta(days=settings.hub.reopen_window_days),
+            acknowledger=self.acknowledger,
+            on_outbox=self.jobs.submit_delivery,
+            events=self.events,
+        )
+        self._background: list[asyncio.Task[None]] = []
+        self._listeners: list[Any] = []
+        self._loop_thread: _LoopThread | None = None
+
+    def _make_jobs(self) -> Jobs:
+        if self.settings.redis.url:
+            return RQJobs(self.settings.redis.url, self.settings.redis.queue_prefix)
+        from hub.workers.delivery import deliver_async
+
+        return InProcessJobs(lambda outbox_id: deliver_async(self, outbox_id))
+
+    def router(self) -> Router:
+        return self._router
+
+    def set_router(self, router: Router) -> None:
+        self._router = router
+
+    async def prepare(self) -> None:
+        """Migrate (unless told not to), load rules, make sure declared queues exist."""
+        if self.settings.database.migrate_on_start:
+            await upgrade(self.settings.database.url)
+        from hub.queues import sync_queues
+        from hub.rules_runtime import load_rules
+
+        await load_rules(self)
+        await sync_queues(self)
+
+    async def start(self, *, listeners: bool = True) -> list[str]:
+        await self.prepare()
+        addresses: list[str] = []
+        if listeners:
+            for adapter in self.adapters:
+                start = getattr(adapter, "start", None)
+                if start is not None:
+                    addresses += await start(self.intake)
+                    self._listeners.append(adapter)
+        self._background.append(asyncio.create_task(self._maintenance_loop()))
+        return addresses
+
+    async def _maintenance_loop(self) -> None:
+        from hub.workers.maintenance import run_once
+
+        while True:
+            await run_once(self)
+            await asyncio.sleep(self.settings.outbox.sweep_interval_seconds)
+
+    async def stop(self) -> None:
+        for adapter in self._listeners:
+            await adapter.stop()
+        self._listeners.clear()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        if self.rules is not None and hasattr(self.rules, "stop"):
+            await self.rules.stop()
+        await self.jobs.drain()
+        await self.db.dispose()
+        close = getattr(self.jobs, "close", None)
+        if close is not None:
+            close()
+
+    # -- worker processes -------------------------------------------------------------------
+
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on this hub's private loop thread and wait (for RQ job functions)."""
+        if self._loop_thread is None:
+            self._loop_thread = _LoopThread()
+        return self._loop_thread.run(coro)
+
+
+class _LoopThread:
+    """One event loop in a daemon thread: engines and pools stay bound to it across jobs."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="hub-jobs",
+                                        daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result()
+
+
+_worker_hub: Hub | None = None
+_worker_lock = threading.Lock()
+
+
+def set_worker_hub(hub: Hub | None) -> None:
+    """Install the hub that RQ job functions in this process use (`hub worker`, tests)."""
+    global _worker_hub
+    _worker_hub = hub
+
+
+def worker_hub() -> Hub:
+    global _worker_hub
+    with _worker_lock:
+        if _worker_hub is None:
+            _worker_hub = Hub(load_settings())
+        return _worker_hub
+
+
+def default_adapters(settings: Settings, hub: Hub) -> list[ChannelAdapter]:
+    """The channels whose configuration is complete; a channel with empty credentials is off."""
+    from hub.channels import configured_adapters
+
+    return configured_adapters(settings, hub)

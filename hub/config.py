@@ -1,0 +1,220 @@
+"""Settings: TOML file plus environment overrides, validated once at start into frozen objects.
+
+A bad file stops start-up with the full path of the offending key (`smtp.port: ...`) and exit
+code 2 (see `ConfigError`). Secrets are `SecretStr`, so they never show in reprs or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "HUB_DATABASE_URL": ("database", "url"),
+    "HUB_REDIS_URL": ("redis", "url"),
+    "HUB_HTTP_PORT": ("http", "port"),
+    "HUB_SMTP_PORT": ("smtp", "port"),
+}
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSection(Section):
+    public_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8080")
+    data_dir: Path = Path("data")
+    secret_key: SecretStr = SecretStr("")  # empty: generated once and kept in data_dir
+    reopen_window_days: int = Field(default=14, ge=0)
+    default_language: str = "en"
+    languages: tuple[str, ...] = ("en", "es")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DatabaseSection(Section):
+    url: str = "sqlite+aiosqlite:///hub.db"
+    migrate_on_start: bool = True
+    pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class RedisSection(Section):
+    url: str = ""
+    queue_prefix: str = "hub"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or start with redis://, rediss:// or unix://")
+        return value
+
+
+class HttpSection(Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    trusted_proxies: tuple[str, ...] = ()
+
+
+class SmtpSection(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 2525
+    max_message_bytes: int = Field(default=26_214_400, ge=1024)
+    max_attachment_bytes: int = Field(default=10_485_760, ge=1024)
+    max_attachments: int = Field(default=50, ge=0)
+    domains: tuple[str, ...] = ("city.example",)
+    inboxes: dict[str, str] = Field(default_factory=dict)  # address -> default queue
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def _lower_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.lower() for d in value)
+
+
+class EmailSection(Section):
+    from_: str = Field(default="City Hall <help@city.example>", alias="from")
+    relay_host: str = "127.0.0.1"
+    relay_port: Port = 25
+    relay_username: str = ""
+    relay_password: SecretStr = SecretStr("")
+    relay_starttls: bool = False
+    relay_timeout_seconds: float = Field(default=30.0, gt=0)
+    acknowledge: bool = True
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TwilioSection(Section):
+    account_sid: str = ""
+    auth_token: SecretStr = SecretStr("")
+    from_number: str = ""
+    api_base_url: str = ""
+
+
+class TelegramSection(Section):
+    token: SecretStr = SecretStr("")
+    secret_token: SecretStr = SecretStr("")
+    mode: Literal["webhook", "polling"] = "webhook"
+    api_base_url: str = ""
+
+
+class RoutingSection(Section):
+    rules_dir: Path = Path("routing_rules")
+    default_queue: str = "general"
+    watch: bool = True
+    max_auto_replies_per_conversation: int = Field(default=3, ge=0)
+
+
+class OutboxSection(Section):
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=5.0, ge=0)
+    backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1)
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    stale_after_seconds: float = Field(default=120.0, gt=0)
+
+
+class SecuritySection(Section):
+    session_hours: int = Field(default=12, ge=1)
+    api_rate_per_minute: int = Field(default=600, ge=1)
+    max_login_attempts: int = Field(default=10, ge=1)
+
+
+class Settings(Section):
+    hub: HubSection = HubSection()
+    database: DatabaseSection = DatabaseSection()
+    redis: RedisSection = RedisSection()
+    http: HttpSection = HttpSection()
+    smtp: SmtpSection = SmtpSection()
+    email: EmailSection = EmailSection()
+    twilio: TwilioSection = TwilioSection()
+    telegram: TelegramSection = TelegramSection()
+    routing: RoutingSection = RoutingSection()
+    outbox: OutboxSection = OutboxSection()
+    security: SecuritySection = SecuritySection()
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis.url
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the person who wrote the file."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(var):
+            data.setdefault(section, {})[key] = environ[var]
+
+
+def _describe(error: ValidationError, source: str) -> list[str]:
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = item["msg"]
+        problems.append(f"{source}: {path}: {message}")
+    return problems
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    """Read, override and validate. No path and no HUB_CONFIG: built-in embedded defaults."""
+    env = dict(os.environ if environ is None else environ)
+    chosen = path or env.get("HUB_CONFIG") or None
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if chosen:
+        source = str(chosen)
+        try:
+            data = tomllib.loads(Path(chosen).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{source}: file not found"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{source}: cannot read: {exc}"]) from None
+    _apply_env(data, env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,417 @@
+"""The intake: InboundMessage -> dedupe -> contact -> thread -> persist -> route -> commit -> publish.
+
+Everything a message changes (its row, its contact, its conversation, the routing decision, any
+acknowledgment or auto-reply outbox rows) commits in one transaction, and `accept` returns only
+after that commit. A retried delivery of the same provider id is answered with the stored
+message (`duplicate=True`), also when twenty copies arrive at once: the unique constraint on
+(channel, provider_id) decides, and the losers read the winner's row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import metrics
+from hub.acknowledge import Acknowledger
+from hub.events import Event, EventBus
+from hub.identities import InvalidAddress, normalize_address
+from hub.model import (
+    Accepted,
+    ConversationStatus,
+    DeliveryStatus,
+    Direction,
+    InboundMessage,
+)
+from hub.routing import (
+    ConversationSnapshot,
+    DefaultQueueRouter,
+    Router,
+    RoutingContext,
+)
+from hub.routing.apply import apply_decision
+from hub.sanitize import sanitize_html
+from hub.status import record_status
+from hub.storage.blobs import BlobStore
+from hub.storage.db import Database
+from hub.storage.tables import (
+    Attachment,
+    AutoReplyLog,
+    Contact,
+    Conversation,
+    Identity,
+    Message,
+)
+from hub.tokens import new_reference, verify_reply_token
+
+log = logging.getLogger(__name__)
+
+LIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
+
+
+class IntakeUnavailable(Exception):
+    """The message could not be committed; the channel must make the sender retry (451, 5xx)."""
+
+
+class InvalidInbound(ValueError):
+    """The adapter handed over something that can never be stored (no sender, no provider id)."""
+
+
+@dataclass(slots=True)
+class _Stored:
+    accepted: Accepted
+    outbox_ids: list[int]
+    queue: str | None
+
+
+class Intake:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        *,
+        router: Callable[[], Router],
+        reply_secret: bytes,
+        reopen_window: timedelta,
+        acknowledger: Acknowledger | None = None,
+        on_outbox: Callable[[Sequence[int]], object] | None = None,
+        events: EventBus | None = None,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self._router = router
+        self._secret = reply_secret
+        self._reopen_window = reopen_window
+        self._ack = acknowledger
+        self._on_outbox = on_outbox
+        self._events = events
+
+    async def accept(self, msg: InboundMessage) -> Accepted:
+        _check(msg)
+        started = time.perf_counter()
+        blob_ids = [await self.blobs.put(a.data) for a in msg.attachments]
+        try:
+            stored = await self._store_once(msg, blob_ids)
+        except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
+            log.error("intake could not commit %s message: %s", msg.channel, type(exc).__name__)
+            raise IntakeUnavailable(str(exc)) from exc
+        metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
+        if stored.accepted.duplicate:
+            metrics.INBOUND_DUPLICATES.labels(msg.channel).inc()
+            return stored.accepted
+        metrics.INBOUND.labels(msg.channel).inc()
+        self._after_commit(stored)
+        return stored.accepted
+
+    async def _store_once(self, msg: InboundMessage, blob_ids: list[str]) -> _Stored:
+        try:
+            async with self.db.transaction() as session:
+                existing = await _find_existing(session, msg)
+                if existing is not None:
+                    return _Stored(existing, [], None)
+                return await self._store(session, msg, blob_ids)
+        except IntegrityError:
+            # Another accept of the same provider id committed first: answer with its row.
+            async with self.db.read() as session:
+                existing = await _find_existing(session, msg)
+            if existing is None:
+                raise
+            return _Stored(existing, [], None)
+
+    def _after_commit(self, stored: _Stored) -> None:
+        if stored.outbox_ids and self._on_outbox is not None:
+            self._on_outbox(stored.outbox_ids)
+        if self._events is not None:
+            acc = stored.accepted
+            self._events.publish(Event("message.inbound", acc.conversation_id, stored.queue,
+                                       {"message_id": acc.message_id,
+                                        "new_conversation": acc.new_conversation}))
+
+    async def _store(self, session: AsyncSession, msg: InboundMessage,
+                     blob_ids: list[str]) -> _Stored:
+        report = msg.meta.get("delivery_report") if msg.meta else None
+        if report:
+            bounced = await self._store_delivery_report(session, msg, report)
+            if bounced is not None:
+                return bounced
+        contact = await self._contact_for(session, msg)
+        conversation, rule, is_new = await self._thread(session, msg, contact)
+        message = _message_row(msg, conversation.id, rule)
+        session.add(message)
+        await session.flush()
+        for attachment, sha in zip(msg.attachments, blob_ids, strict=True):
+            session.add(Attachment(
+                message_id=message.id, filename=attachment.filename[:255],
+                content_type=attachment.content_type[:255], size=len(attachment.data),
+                sha256=sha, content_id=attachment.content_id, inline=attachment.inline,
+            ))
+        _touch(conversation, msg)
+        if report and is_new:
+            # A bounce of nothing we sent: kept for the record, never in anybody's open work.
+            _file_unmatched_report(conversation, self._default_queue(self._router()))
+            outbox_ids: list[int] = []
+        else:
+            outbox_ids = await self._route(session, msg, conversation, message, contact, is_new)
+        if is_new and self._ack is not None and not msg.automatic and not conversation.spam:
+            outbox_ids += await self._ack.acknowledge(session, conversation, msg)
+        await session.flush()
+        accepted = Accepted(message_id=message.id, conversation_id=conversation.id,
+                            reference=conversation.reference, new_conversation=is_new)
+        return _Stored(accepted, outbox_ids, conversation.queue)
+
+    async def _store_delivery_report(self, session: AsyncSession, msg: InboundMessage,
+                                     report: dict[str, object]) -> _Stored | None:
+        """A bounce of one of our messages: mark it, keep the report in that conversation."""
+        refs = [str(r) for r in (report.get("refers_to") or [])]  # type: ignore[attr-defined]
+        if not refs:
+            return None
+        original = await session.scalar(
+            select(Message).where(Message.channel == msg.channel,
+                                  Message.direction == Direction.OUTBOUND.value,
+                                  Message.thread_key.in_(refs)).limit(1))
+        if original is None:
+            return None
+        status = str(report.get("status") or DeliveryStatus.BOUNCED.value)
+        await record_status(session, original, status,
+                            detail=str(report.get("diagnostic") or "")[:2000] or None)
+        conversation = await session.get_one(Conversation, original.conversation_id)
+        message = _message_row(msg, conversation.id, "delivery_report")
+        session.add(message)
+        await session.flush()
+        accepted = Accepted(message_id=message.id, conversation_id=conversation.id,
+                            reference=conversation.reference)
+        return _Stored(accepted, [], conversation.queue)
+
+    async def _contact_for(self, session: AsyncSession, msg: InboundMessage) -> Contact:
+        identity = await _identity(session, msg.channel, msg.sender)
+        if identity is None:
+            identity = await _create_contact(session, msg.channel, msg.sender, msg.sender_name)
+        contact = await session.get_one(Contact, identity.contact_id)
+        if msg.sender_name and not contact.name:
+            contact.name = msg.sender_name[:200]
+        if msg.language and not contact.language:
+            contact.language = msg.language
+        for channel, address in msg.extra_identities:
+            try:
+                address = normalize_address(channel, address)
+            except InvalidAddress:
+                continue
+            if await _identity(session, channel, address) is None:
+                await _add_identity(session, contact.id, channel, address)
+        return contact
+
+    async def _thread(self, session: AsyncSession, msg: InboundMessage,
+                      contact: Contact) -> tuple[Conversation, str, bool]:
+        """Find the conversation this message continues, or open a new one; name the rule."""
+        found: Conversation | None = None
+        rule = "new"
+        hints = msg.thread
+        if hints.refs:
+            found, rule = await _by_refs(session, msg.channel, hints.refs), "references"
+        if found is None and hints.reply_token:
+            conv_id = verify_reply_token(hints.reply_token, self._secret)
+            if conv_id is not None:
+                found, rule = await session.get(Conversation, conv_id), "reply_token"
+        if found is None and hints.reference:
+            found, rule = await _by_reference(session, hints.reference, contact.id), "reference"
+        if found is None and hints.continue_latest:
+            found, rule = await _latest(session, msg.channel, contact.id), "latest"
+        now = msg.received_at
+        if found is not None and self._can_continue(found, now):
+            if found.status == ConversationStatus.RESOLVED.value:
+                found.status = ConversationStatus.OPEN.value
+                found.resolved_at = None
+            elif found.status == ConversationStatus.PENDING.value:
+                found.status = ConversationStatus.OPEN.value
+            return found, rule, False
+        conversation = Conversation(
+            reference=new_reference(), contact_id=contact.id, channel=msg.channel,
+            status=ConversationStatus.OPEN.value, priority="normal", tags=[],
+            subject=(msg.subject or None) and msg.subject[:998], language=msg.language,
+            created_at=now, last_message_at=now,
+        )
+        session.add(conversation)
+        await session.flush()
+        return conversation, "new", True
+
+    def _can_continue(self, conversation: Conversation, now: datetime) -> bool:
+        if conversation.status in LIVE_STATUSES:
+            return True
+        if conversation.status == ConversationStatus.RESOLVED.value:
+            resolved_at = conversation.resolved_at or conversation.updated_at
+            return now - resolved_at <= self._reopen_window
+        return False
+
+    async def _route(self, session: AsyncSession, msg: InboundMessage, conversation: Conversation,
+                     message: Message, contact: Contact, is_new: bool) -> list[int]:
+        router = self._router()
+        ctx = RoutingContext(
+            message=msg,
+            conversation=_snapshot(conversation, is_new),
+            contact_id=contact.id,
+            now=msg.received_at,
+            recent_inbound=await _recent_inbound(session, contact.id, message.id,
+                                                 router.history_days, msg.received_at),
+            sent_auto_replies=await _live_once_per_keys(session, msg.received_at),
+        )
+        try:
+            decision = router.decide(ctx)
+        except Exception as exc:  # a rule bug must not lose or stall the message
+            log.exception("routing failed; using the default queue")
+            fallback = DefaultQueueRouter(self._default_queue(router))
+            decision = fallback.decide(ctx)
+            decision.trace.append({"error": f"rule engine failed: {type(exc).__name__}"})
+        return await apply_decision(session, conversation, message, decision, now=msg.received_at)
+
+    @staticmethod
+    def _default_queue(router: Router) -> str:
+        return str(getattr(router, "default_queue", "general"))
+
+
+def _check(msg: InboundMessage) -> None:
+    if not msg.provider_id or not msg.sender:
+        raise InvalidInbound("an inbound message needs a provider id and a sender")
+    if msg.received_at.tzinfo is None:
+        raise InvalidInbound("received_at must be timezone-aware")
+
+
+async def _find_existing(session: AsyncSession, msg: InboundMessage) -> Accepted | None:
+    row = (await session.execute(
+        select(Message.id, Message.conversation_id, Conversation.reference)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.channel == msg.channel, Message.provider_id == msg.provider_id)
+    )).first()
+    if row is None:
+        return None
+    return Accepted(message_id=row[0], conversation_id=row[1], reference=row[2], duplicate=True)
+
+
+async def _identity(session: AsyncSession, channel: str, address: str) -> Identity | None:
+    return await session.scalar(
+        select(Identity).where(Identity.channel == channel, Identity.address == address))
+
+
+async def _create_contact(session: AsyncSession, channel: str, address: str,
+                          name: str | None) -> Identity:
+    try:
+        async with session.begin_nested():
+            contact = Contact(name=(name or None) and name[:200])
+            session.add(contact)
+            await session.flush()
+            identity = Identity(contact_id=contact.id, channel=channel, address=address)
+            session.add(identity)
+            await session.flush()
+            return identity
+    except IntegrityError:
+        # A concurrent intake created this identity first; use theirs.
+        existing = await _identity(session, channel, address)
+        if existing is None:
+            raise
+        return existing
+
+
+async def _add_identity(session: AsyncSession, contact_id: int, channel: str,
+                        address: str) -> None:
+    try:
+        async with session.begin_nested():
+            session.add(Identity(contact_id=contact_id, channel=channel, address=address))
+            await session.flush()
+    except IntegrityError:
+        pass  # taken meanwhile by another contact: never move an identity silently
+
+
+async def _by_refs(session: AsyncSession, channel: str,
+                   refs: Sequence[str]) -> Conversation | None:
+    conv_id = await session.scalar(
+        select(Message.conversation_id)
+        .where(Message.channel == channel, Message.thread_key.in_(list(refs)[-50:]))
+        .order_by(Message.id.desc()).limit(1))
+    return None if conv_id is None else await session.get(Conversation, conv_id)
+
+
+async def _by_reference(session: AsyncSession, reference: str,
+                        contact_id: int) -> Conversation | None:
+    """Only the conversation's own contact may continue it by quoting its reference."""
+    return await session.scalar(
+        select(Conversation).where(Conversation.reference == reference.upper(),
+                                   Conversation.contact_id == contact_id))
+
+
+async def _latest(session: AsyncSession, channel: str, contact_id: int) -> Conversation | None:
+    return await session.scalar(
+        select(Conversation)
+        .where(Conversation.contact_id == contact_id, Conversation.channel == channel,
+               Conversation.status.in_([*LIVE_STATUSES, ConversationStatus.RESOLVED.value]))
+        .order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(1))
+
+
+async def _recent_inbound(session: AsyncSession, contact_id: int, exclude_id: int, days: int,
+                          now: datetime) -> tuple[datetime, ...]:
+    if days <= 0:
+        return ()
+    rows = await session.scalars(
+        select(Message.created_at)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.contact_id == contact_id, Message.direction == "inbound",
+               Message.id != exclude_id, Message.created_at >= now - timedelta(days=days))
+        .order_by(Message.created_at.desc()).limit(1000))
+    return tuple(rows)
+
+
+async def _live_once_per_keys(session: AsyncSession, now: datetime) -> frozenset[str]:
+    # Bounded by the auto-reply windows that are still open, which rules keep short.
+    rows = await session.scalars(
+        select(AutoReplyLog.once_per_key).where(AutoReplyLog.expires_at > now))
+    return frozenset(rows)
+
+
+def _message_row(msg: InboundMessage, conversation_id: int, rule: str) -> Message:
+    return Message(
+        conversation_id=conversation_id,
+        direction=Direction.INBOUND.value,
+        channel=msg.channel,
+        provider_id=msg.provider_id[:512],
+        thread_key=msg.thread_key and msg.thread_key[:512],
+        sender=msg.sender,
+        recipient=msg.recipient,
+        subject=msg.subject and msg.subject[:998],
+        body=msg.text,
+        full_text=msg.full_text,
+        html=sanitize_html(msg.html),
+        raw=msg.raw,
+        automatic=msg.automatic,
+        flags=list(msg.flags),
+        meta=dict(msg.meta),
+        language=msg.language,
+        thread_rule=rule,
+        received_at=msg.received_at,
+        created_at=msg.received_at,
+    )
+
+
+def _touch(conversation: Conversation, msg: InboundMessage) -> None:
+    conversation.last_message_at = max(conversation.last_message_at or msg.received_at,
+                                       msg.received_at)
+    conversation.last_inbound_at = msg.received_at
+
+
+def _snapshot(conversation: Conversation, is_new: bool) -> ConversationSnapshot:
+    return ConversationSnapshot(
+        id=conversation.id, is_new=is_new, channel=conversation.channel,
+        status=conversation.status, queue=conversation.queue, priority=conversation.priority,
+        tags=frozenset(conversation.tags or ()), reference=conversation.reference,
+        auto_replies_sent=conversation.auto_replies_sent or 0,
+    )
+
+
+def _file_unmatched_report(conversation: Conversation, queue: str) -> None:
+    conversation.status = ConversationStatus.CLOSED.value
+    conversation.queue = queue
+    conversation.tags = ["bounce"]

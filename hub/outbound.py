@@ -1,0 +1,101 @@
+"""Outbound messages: a reply (staff or automatic) becomes a message row and an outbox row in one
+transaction; a delivery job sends it later (hub.workers.delivery)."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.model import DeliveryStatus, Direction, OutboxState, utcnow
+from hub.storage.tables import Conversation, ConversationTimer, Identity, Message, OutboxItem
+
+
+class NoAddressOnChannel(ValueError):
+    """The contact has no identity on the channel the reply should go out on."""
+
+
+async def recipient_for(session: AsyncSession, conversation: Conversation, channel: str) -> str:
+    """The address to write to: the one the citizen last wrote from on that channel."""
+    last_sender = await session.scalar(
+        select(Message.sender)
+        .where(Message.conversation_id == conversation.id,
+               Message.direction == Direction.INBOUND.value,
+               Message.channel == channel)
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    if last_sender:
+        return last_sender
+    address = await session.scalar(
+        select(Identity.address)
+        .where(Identity.contact_id == conversation.contact_id, Identity.channel == channel)
+        .order_by(Identity.id.desc())
+        .limit(1)
+    )
+    if address is None:
+        raise NoAddressOnChannel(f"the contact has no {channel} address")
+    return address
+
+
+async def queue_outbound(
+    session: AsyncSession,
+    conversation: Conversation,
+    body: str,
+    *,
+    subject: str | None = None,
+    automatic: bool = False,
+    staff_id: int | None = None,
+    channel: str | None = None,
+) -> Message:
+    """Create the outbound message and its outbox row in the caller's transaction."""
+    channel = channel or conversation.channel
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,
+        direction=Direction.OUTBOUND.value,
+        channel=channel,
+        recipient=await recipient_for(session, conversation, channel),
+        subject=subject,
+        body=body,
+        automatic=automatic,
+        staff_id=staff_id,
+        delivery_status=DeliveryStatus.QUEUED.value,
+        flags=[],
+        meta={},
+        created_at=now,
+    )
+    session.add(message)
+    await session.flush()
+    session.add(OutboxItem(
+        message_id=message.id,
+        channel=channel,
+        state=OutboxState.PENDING.value,
+        next_attempt_at=now,
+        idempotency_key=secrets.token_hex(16),
+    ))
+    conversation.last_message_at = now
+    if automatic:
+        conversation.auto_replies_sent = (conversation.auto_replies_sent or 0) + 1
+    elif staff_id is not None:
+        conversation.first_response_at = conversation.first_response_at or now
+        await cancel_pending_timers(session, conversation.id)
+    await session.flush()
+    return message
+
+
+async def cancel_pending_timers(session: AsyncSession, conversation_id: int) -> None:
+    """A staff reply answers the citizen: pending escalation steps no longer apply."""
+    await session.execute(
+        update(ConversationTimer)
+        .where(ConversationTimer.conversation_id == conversation_id,
+               ConversationTimer.state == "pending")
+        .values(state="cancelled")
+    )
+
+
+async def outbox_id_for(session: AsyncSession, message_id: int) -> int:
+    outbox_id = await session.scalar(select(OutboxItem.id).where(OutboxItem.message_id == message_id))
+    assert outbox_id is not None
+    return outbox_id

@@ -1,0 +1,44 @@
+"""Language of a message: what the channel/citizen said, else lingua's guess among few languages.
+
+The detector is built lazily (only when a rule or an auto-reply needs a language) and only for
+the languages the rule set mentions, in low-accuracy mode: fast, and good enough to choose
+between a city's handful of languages. Short texts give no reliable answer, so they give None.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+MIN_CHARS = 20
+MIN_CONFIDENCE = 0.5
+
+
+@lru_cache(maxsize=8)
+def _detector(codes: frozenset[str]) -> Any:
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+
+    isos = [getattr(IsoCode639_1, c.upper()) for c in sorted(codes) if hasattr(IsoCode639_1, c.upper())]
+    if len(isos) < 2:
+        return None
+    return LanguageDetectorBuilder.from_iso_codes_639_1(*isos).with_low_accuracy_mode().build()
+
+
+def supported(code: str) -> bool:
+    from lingua import IsoCode639_1
+
+    return hasattr(IsoCode639_1, code.upper())
+
+
+def detect(text: str, codes: frozenset[str]) -> str | None:
+    """ISO 639-1 code, or None when the text is too short or the guess is unsure."""
+    text = text.strip()
+    if len(text) < MIN_CHARS:
+        return None
+    detector = _detector(codes)
+    if detector is None:
+        return next(iter(codes)) if len(codes) == 1 else None
+    values = detector.compute_language_confidence_values(text[:2000])
+    if not values or values[0].value < MIN_CONFIDENCE:
+        return None
+    return str(values[0].language.iso_code_639_1.name).lower()

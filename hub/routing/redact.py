@@ -1,0 +1,45 @@
+"""Shortening personal data for traces: enough to debug a rule, not enough to identify someone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TEXT_CHARS = 40
+
+
+def email(value: str) -> str:
+    local, _, domain = value.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else text(value)
+
+
+def phone(value: str) -> str:
+    digits = [c for c in value if c.isdigit()]
+    return "***" + "".join(digits[-4:])
+
+
+def text(value: str) -> str:
+    flat = " ".join(value.split())
+    return flat if len(flat) <= TEXT_CHARS else flat[:TEXT_CHARS] + "…"
+
+
+def identity(value: str | None) -> str | None:
+    """An address of any channel: email, E.164 phone, chat or visitor id."""
+    if value is None:
+        return None
+    if "@" in value:
+        return email(value)
+    if value.lstrip("+").isdigit() and len(value) > 4:
+        return phone(value)
+    return text(value)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, frozenset | set | tuple):
+        return sorted(jsonable(v) for v in value) if isinstance(value, frozenset | set) else [jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -1,0 +1,190 @@
+"""Pydantic models of the rule folder's TOML files (settings, queues, calendars, rules, tests).
+
+Unknown keys are errors everywhere (`extra="forbid"`): a typo must never be silently ignored.
+Conditions (`when`) are validated by compile.py, which owns the field/operator vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hub.model import ConversationStatus, Priority
+
+PHASES = ("intake", "route", "enrich", "timers")
+Phase = Literal["intake", "route", "enrich", "timers"]
+PriorityName = Literal["low", "normal", "high", "urgent"]
+StatusName = Literal["open", "pending", "resolved", "closed"]
+STRATEGIES = ("manual", "round_robin", "least_busy")
+
+assert set(PriorityName.__args__) == {p.value for p in Priority}  # type: ignore[attr-defined]
+assert set(StatusName.__args__) == {s.value for s in ConversationStatus}  # type: ignore[attr-defined]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)?\s*$")
+_UNIT_MINUTES = {None: 1, "m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}
+
+
+def parse_minutes(value: int | str, *, allow_days: bool = True) -> int:
+    """"90m", "4h", "2d", 30 -> minutes. Days/weeks are wall-clock, so not for business time."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as \"30m\", \"4h\" or \"1d\"")
+    if isinstance(value, int):
+        minutes = value
+    else:
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"bad duration {value!r}: use e.g. \"30m\", \"4h\" or \"1d\"")
+        if not allow_days and m.group(2) in ("d", "w"):
+            raise ValueError(f"{value!r}: business time is counted in minutes or hours (\"8h\")")
+        minutes = int(m.group(1)) * _UNIT_MINUTES[m.group(2)]
+    if minutes <= 0:
+        raise ValueError("a duration must be positive")
+    return minutes
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(Strict):
+    timezone: str = "UTC"
+    default_language: str = "en"
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    phone_region: str = "US"  # for national-format numbers in lists
+    max_auto_replies_per_conversation: int = Field(default=3, ge=0)
+    max_auto_replies_per_message: int = Field(default=1, ge=0)
+
+
+class QueueDecl(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str = ""
+    strategy: Literal["manual", "round_robin", "least_busy"] = "manual"
+    capacity: int = Field(default=0, ge=0)  # open conversations per agent; 0: no limit
+    calendar: str | None = None
+
+
+class QueuesFile(Strict):
+    queue: list[QueueDecl] = Field(default_factory=list)
+
+
+class CalendarFile(Strict):
+    timezone: str = "UTC"
+    country: str | None = None  # public holidays from the `holidays` package
+    subdivision: str | None = None
+    closed: list[str] = Field(default_factory=list)  # "YYYY-MM-DD"
+    hours: dict[str, list[str]] = Field(default_factory=dict)  # "mon" -> ["08:30-12:00", ...]
+
+
+class TagOps(Strict):
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class AutoReplySpec(Strict):
+    template: str
+    once_per: str | int | None = None  # required; checked by the loader with a clear message
+    scope: Literal["contact", "conversation"] = "contact"
+
+
+class NotifySpec(Strict):
+    email: str | None = None
+    webhook: str | None = None
+    text: str = "Conversation {{ reference }} needs attention ({{ rule }})."
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s]+$", v):
+            raise ValueError("webhook must be an http(s) URL")
+        return v
+
+
+class StepSpec(Strict):
+    after: str | int  # business minutes (or "4h") with no staff reply
+    name: str | None = None
+    queue: str | None = None
+    priority: PriorityName | None = None
+    tags: TagOps | None = None
+    notify: NotifySpec | list[NotifySpec] | None = None
+
+
+class Actions(Strict):
+    queue: str | None = None
+    priority: PriorityName | None = None
+    tags: TagOps | None = None
+    assign: str | None = None  # a staff email, or "@strategy"
+    status: StatusName | None = None
+    spam: bool = False
+    stop: bool = False
+    auto_reply: AutoReplySpec | None = None
+    notify: NotifySpec | list[NotifySpec] | None = None
+    escalate: list[StepSpec] | None = None
+
+    @field_validator("assign")
+    @classmethod
+    def _assign(cls, v: str | None) -> str | None:
+        if v is not None and v != "@strategy" and not re.match(r"^[^@\s]+@[^@\s]+$", v):
+            raise ValueError('assign takes a staff email or "@strategy"')
+        return v
+
+
+class RuleModel(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    phase: Phase = "route"
+    order: int | None = None
+    description: str = ""
+    default: bool = False
+    enabled: bool = True
+    calendar: str | None = None  # the business clock for `escalate` steps
+    when: dict[str, Any] = Field(default_factory=dict)
+    then: Actions = Field(default_factory=Actions)
+
+
+class TestMessage(Strict):
+    channel: str = "email"
+    sender: str = "citizen@example.org"
+    text: str = ""
+    subject: str | None = None
+    recipient: str | None = None
+    sender_name: str | None = None
+    language: str | None = None
+    automatic: bool = False
+    attachments: list[str] = Field(default_factory=list)  # content types
+
+
+class TestConversation(Strict):
+    is_new: bool = True
+    status: StatusName = "open"
+    queue: str | None = None
+    priority: PriorityName = "normal"
+    tags: list[str] = Field(default_factory=list)
+    auto_replies_sent: int = 0
+
+
+class TestExpect(Strict):
+    queue: str | None = None
+    priority: PriorityName | None = None
+    tags: list[str] | None = None  # must all be added
+    no_tags: list[str] | None = None  # must not be added
+    status: StatusName | None = None
+    spam: bool | None = None
+    stopped: bool | None = None
+    auto_reply: str | bool | None = None  # template name, or false for none
+    fired: list[str] = Field(default_factory=list)
+    not_fired: list[str] = Field(default_factory=list)
+    timers: list[str] | None = None  # "rule_id:step"
+
+
+class TestCase(Strict):
+    name: str
+    now: str | None = None  # ISO datetime with offset; default: a Tuesday 10:00 UTC
+    message: TestMessage = Field(default_factory=TestMessage)
+    conversation: TestConversation = Field(default_factory=TestConversation)
+    recent_messages: int = 0  # earlier messages from this contact, one per hour before `now`
+    expect: TestExpect = Field(default_factory=TestExpect)
+
+
+class TestsFile(Strict):
+    test: list[TestCase] = Field(default_factory=list)

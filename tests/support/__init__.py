@@ -1,0 +1,1 @@
+"""Test helpers: a recording channel adapter and message builders."""

@@ -1,0 +1,136 @@
+"""The intake on both databases: dedupe under concurrency, threading, reopening, attachments."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from hub.app import Hub
+from hub.model import InboundAttachment, ThreadHints, utcnow
+from hub.storage.tables import (
+    Attachment,
+    Contact,
+    Conversation,
+    Identity,
+    Message,
+    RoutingDecisionRow,
+)
+from hub.tokens import make_reply_token
+from tests.support.adapter import inbound, with_
+
+
+async def count(hub: Hub, model: type) -> int:
+    async with hub.db.read() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_twenty_identical_accepts_at_once_store_one_message(hub: Hub) -> None:
+    msg = inbound(provider_id="SM-same-id")
+    results = await asyncio.gather(*(hub.intake.accept(msg) for _ in range(20)))
+    assert await count(hub, Message) == 1
+    assert await count(hub, Conversation) == 1
+    assert await count(hub, Contact) == 1
+    assert len({r.message_id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+
+
+async def test_concurrent_first_messages_from_one_sender_make_one_contact(hub: Hub) -> None:
+    msgs = [inbound(sender="+15550009999", provider_id=f"SM-{i}") for i in range(10)]
+    await asyncio.gather(*(hub.intake.accept(m) for m in msgs))
+    assert await count(hub, Message) == 10
+    assert await count(hub, Identity) == 1
+    assert await count(hub, Contact) == 1
+
+
+async def test_new_message_is_routed_to_the_default_queue_with_a_trace(hub: Hub) -> None:
+    accepted = await hub.intake.accept(inbound())
+    async with hub.db.read() as session:
+        conversation = await session.get_one(Conversation, accepted.conversation_id)
+        decision = await session.scalar(select(RoutingDecisionRow))
+    assert conversation.queue == "general"
+    assert conversation.status == "open"
+    assert len(conversation.reference) == 10
+    assert decision is not None and decision.rules_version == "default"
+    assert decision.trace
+
+
+async def test_chat_messages_continue_the_latest_live_conversation(hub: Hub) -> None:
+    first = await hub.intake.accept(inbound(sender="+15550001111"))
+    second = await hub.intake.accept(inbound(sender="+15550001111", text="any news?"))
+    other = await hub.intake.accept(inbound(sender="+15550002222"))
+    assert second.conversation_id == first.conversation_id
+    assert not second.new_conversation
+    assert other.conversation_id != first.conversation_id
+
+
+async def test_resolved_conversation_reopens_within_window_only(hub: Hub) -> None:
+    first = await hub.intake.accept(inbound(sender="+15550003333"))
+    async with hub.db.transaction() as session:
+        conv = await session.get_one(Conversation, first.conversation_id)
+        conv.status, conv.resolved_at = "resolved", utcnow() - timedelta(days=1)
+    again = await hub.intake.accept(inbound(sender="+15550003333"))
+    assert again.conversation_id == first.conversation_id
+    async with hub.db.transaction() as session:
+        conv = await session.get_one(Conversation, first.conversation_id)
+        assert conv.status == "open"
+        conv.status, conv.resolved_at = "resolved", utcnow() - timedelta(days=30)
+    late = await hub.intake.accept(inbound(sender="+15550003333"))
+    assert late.conversation_id != first.conversation_id and late.new_conversation
+
+
+async def test_reply_token_threads_and_a_forged_one_does_not(hub: Hub) -> None:
+    first = await hub.intake.accept(inbound("ann@example.org", channel="email", subject="Bins"))
+    token = make_reply_token(first.conversation_id, hub.reply_secret)
+    reply = inbound("ann@example.org", channel="email", thread=ThreadHints(reply_token=token))
+    assert (await hub.intake.accept(reply)).conversation_id == first.conversation_id
+    forged = make_reply_token(first.conversation_id, b"another secret")
+    stranger = inbound("eve@example.org", channel="email", thread=ThreadHints(reply_token=forged))
+    assert (await hub.intake.accept(stranger)).conversation_id != first.conversation_id
+
+
+async def test_reference_threads_only_for_the_conversations_own_contact(hub: Hub) -> None:
+    first = await hub.intake.accept(inbound("bob@example.org", channel="email"))
+    hint = ThreadHints(reference=first.reference)
+    own = await hub.intake.accept(inbound("bob@example.org", channel="email", thread=hint))
+    stranger = await hub.intake.accept(inbound("mallory@example.org", channel="email",
+                                               thread=hint))
+    assert own.conversation_id == first.conversation_id
+    assert stranger.conversation_id != first.conversation_id
+
+
+async def test_references_thread_to_a_stored_message(hub: Hub) -> None:
+    first = await hub.intake.accept(inbound("cy@example.org", channel="email",
+                                            thread_key="<abc@mail.example>"))
+    reply = inbound("cy@example.org", channel="email",
+                    thread=ThreadHints(refs=("<zzz@x>", "<abc@mail.example>")))
+    accepted = await hub.intake.accept(reply)
+    assert accepted.conversation_id == first.conversation_id
+    async with hub.db.read() as session:
+        row = await session.get_one(Message, accepted.message_id)
+    assert row.thread_rule == "references"
+
+
+async def test_attachments_are_stored_content_addressed(hub: Hub) -> None:
+    data = b"%PDF-1.4 fake"
+    msg = inbound(attachments=(InboundAttachment("photo.pdf", "application/pdf", data),
+                               InboundAttachment("copy.pdf", "application/pdf", data)))
+    accepted = await hub.intake.accept(msg)
+    async with hub.db.read() as session:
+        rows = list(await session.scalars(
+            select(Attachment).where(Attachment.message_id == accepted.message_id)))
+    assert [r.size for r in rows] == [len(data), len(data)]
+    assert rows[0].sha256 == rows[1].sha256
+    assert (await hub.blobs.get(rows[0].sha256)) == data
+
+
+async def test_html_is_sanitised_and_raw_is_kept(hub: Hub) -> None:
+    msg = with_(inbound(), html='<p onclick="x()">Hi<script>alert(1)</script></p>',
+                raw=b"raw bytes")
+    accepted = await hub.intake.accept(msg)
+    async with hub.db.read() as session:
+        html, raw = (await session.execute(
+            select(Message.html, Message.raw).where(Message.id == accepted.message_id))).one()
+    assert html == "<p>Hi</p>"
+    assert raw == b"raw bytes"
