@@ -95,6 +95,11 @@ class SmtpSection(Section):
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
+    @field_validator("tls_cert", "tls_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("domains")
     @classmethod
     def _lower_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:

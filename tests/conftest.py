@@ -1,8 +1,9 @@
 """Shared fixtures: real databases (SQLite and PostgreSQL for every storage test), real Redis,
 and a hub wired to a recording test adapter.
 
-PostgreSQL and Redis come from HUB_TEST_POSTGRES_URL / HUB_TEST_REDIS_URL (scripts/test.sh
-starts private instances and sets them), else the machine's standard local ports.
+PostgreSQL comes from HUB_TEST_POSTGRES_URL (scripts/test.sh starts a private server and sets
+it), else the machine's standard local port; each session creates and drops its own database.
+Redis is always a private redis-server started by the tests, so a test may stop it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from hub.config import Settings
 from hub.storage.db import upgrade_sync
 from hub.storage.tables import Base
 from tests.support.adapter import RecordingAdapter
+from tests.support.services import RedisServer
 
 PG_BASE = os.environ.get("HUB_TEST_POSTGRES_URL",
                          "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def _pg_admin(sql: str) -> None:
@@ -116,18 +117,20 @@ async def hub(settings: Settings, adapter: RecordingAdapter) -> AsyncIterator[Hu
     await instance.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One private Redis for the session (it keeps nothing on disk)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
     from redis import Redis
 
-    client = Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except Exception as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}. "
-                    "Run the suite with scripts/test.sh, or set HUB_TEST_REDIS_URL.")
-    prefix = f"hubtest{uuid.uuid4().hex[:8]}"
-    yield f"{REDIS_URL}#{prefix}"
-    for key in client.scan_iter(f"*{prefix}*"):
-        client.delete(key)
+    client = Redis.from_url(redis_server.url)
+    client.flushdb()
     client.close()
+    return redis_server.url

@@ -1,0 +1,57 @@
+"""Staff credentials: passwords (scrypt) and API tokens (random, stored only as a SHA-256)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.model import utcnow
+from hub.storage.tables import ApiToken, Staff
+
+TOKEN_PREFIX = "hub_"
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    if not stored or not stored.startswith("scrypt$"):
+        return False
+    _, salt_b64, digest_b64 = stored.split("$", 2)
+    digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), **_SCRYPT)
+    return hmac.compare_digest(digest, base64.b64decode(digest_b64))
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_token(session: AsyncSession, staff: Staff) -> str:
+    """A new token for staff; the clear text exists only in this return value."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(staff_id=staff.id, token_hash=token_digest(token), prefix=token[:12]))
+    await session.flush()
+    return token
+
+
+async def staff_for_token(session: AsyncSession, token: str) -> Staff | None:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        return None
+    row = (await session.execute(
+        select(ApiToken, Staff).join(Staff, Staff.id == ApiToken.staff_id)
+        .where(ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None),
+               Staff.active.is_(True)))).first()
+    if row is None:
+        return None
+    api_token, staff = row
+    api_token.last_used_at = utcnow()
+    return staff

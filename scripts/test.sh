@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: system packages when missing (redis-server, PostgreSQL),
+# a virtualenv with the project, a private PostgreSQL and the tests' own Redis on free ports,
+# then pytest over the whole suite (storage tests run on SQLite and on PostgreSQL).
+# Extra arguments go to pytest. HUB_TEST_POSTGRES_URL=postgresql+asyncpg://... uses that server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_system_packages
+ensure_venv test
+
+cleanup() { stop_private_postgres; }
+trap cleanup EXIT
+if [[ -z "${HUB_TEST_POSTGRES_URL:-}" ]]; then
+    start_private_postgres
+    export HUB_TEST_POSTGRES_URL="$PRIVATE_PG_URL"
+fi
+
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+exit $status
