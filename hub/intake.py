@@ -112,10 +112,8 @@ class Intake:
 
     async def _store_once(self, msg: InboundMessage, blob_ids: list[str]) -> _Stored:
         try:
+            # No look-up first: the unique constraint catches a retry, and retries are rare.
             async with self.db.transaction() as session:
-                existing = await _find_existing(session, msg)
-                if existing is not None:
-                    return _Stored(existing, [], None)
                 return await self._store(session, msg, blob_ids)
         except IntegrityError:
             # Another accept of the same provider id committed first: answer with its row.
@@ -190,10 +188,12 @@ class Intake:
         return _Stored(accepted, [], conversation.queue)
 
     async def _contact_for(self, session: AsyncSession, msg: InboundMessage) -> Contact:
-        identity = await _identity(session, msg.channel, msg.sender)
-        if identity is None:
+        contact = await session.scalar(
+            select(Contact).join(Identity, Identity.contact_id == Contact.id)
+            .where(Identity.channel == msg.channel, Identity.address == msg.sender))
+        if contact is None:
             identity = await _create_contact(session, msg.channel, msg.sender, msg.sender_name)
-        contact = await session.get_one(Contact, identity.contact_id)
+            contact = await session.get_one(Contact, identity.contact_id)
         if msg.sender_name and not contact.name:
             contact.name = msg.sender_name[:200]
         if msg.language and not contact.language:
@@ -259,7 +259,8 @@ class Intake:
             now=msg.received_at,
             recent_inbound=await _recent_inbound(session, contact.id, message.id,
                                                  router.history_days, msg.received_at),
-            sent_auto_replies=await _live_once_per_keys(session, msg.received_at),
+            sent_auto_replies=(await _live_once_per_keys(session, msg.received_at)
+                               if getattr(router, "uses_once_per", True) else frozenset()),
         )
         try:
             decision = router.decide(ctx)

@@ -109,6 +109,8 @@ class DefaultQueueRouter:
     def history_days(self) -> int:
         return 0
 
+    uses_once_per = False
+
     def decide(self, ctx: RoutingContext) -> RoutingDecision:
         queue = self._queue if ctx.conversation.is_new else None
         return RoutingDecision(
