@@ -66,6 +66,7 @@ class Hub:
         self.acknowledger = Acknowledger(
             channels={"email"} if settings.email.acknowledge else set(),
             default_language=settings.hub.default_language,
+            templates=self._acknowledgment_template,
         )
         self.intake = Intake(
             self.db, self.blobs,
@@ -92,6 +93,21 @@ class Hub:
 
     def set_router(self, router: Router) -> None:
         self._router = router
+
+    def _acknowledgment_template(self, language: str, reference: str,
+                                 subject: str | None) -> tuple[str, str] | None:
+        """The rule folder's `acknowledgment` template in that language, if it has one."""
+        ruleset = getattr(self.rules, "current", None)
+        if ruleset is None:
+            return None
+        try:
+            rendered = ruleset.render_template("acknowledgment", language,
+                                               {"reference": reference, "subject": subject})
+        except KeyError:
+            return None
+        if rendered.language != language:
+            return None  # let the caller try the next language in its order
+        return rendered.subject or f"[#{reference}]", rendered.body
 
     async def prepare(self) -> None:
         """Migrate (unless told not to), load rules, make sure declared queues exist."""

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.model import utcnow
 from hub.storage.tables import ApiToken, Staff
 
-TOKEN_PREFIX = "hub_"
+TOKEN_PREFIX = "hub_"  # noqa: S105 - a public prefix, not a secret
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 

@@ -17,7 +17,7 @@ def configured_adapters(settings: Settings, hub: Hub) -> list[ChannelAdapter]:
         try:
             from hub.adapters.email import EmailAdapter
         except ImportError:
-            EmailAdapter = None  # noqa: N806 - the email package is still being written
+            EmailAdapter = None
         if EmailAdapter is not None:
             adapters.append(EmailAdapter(settings, reply_secret=hub.reply_secret))
     return adapters

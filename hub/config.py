@@ -137,7 +137,6 @@ class RoutingSection(Section):
     rules_dir: Path = Path("routing_rules")
     default_queue: str = "general"
     watch: bool = True
-    max_auto_replies_per_conversation: int = Field(default=3, ge=0)
 
 
 class OutboxSection(Section):
@@ -193,10 +192,7 @@ def _describe(error: ValidationError, source: str) -> list[str]:
     problems = []
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        else:
-            message = item["msg"]
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
         problems.append(f"{source}: {path}: {message}")
     return problems
 

@@ -259,8 +259,9 @@ class Intake:
             now=msg.received_at,
             recent_inbound=await _recent_inbound(session, contact.id, message.id,
                                                  router.history_days, msg.received_at),
-            sent_auto_replies=(await _live_once_per_keys(session, msg.received_at)
-                               if getattr(router, "uses_once_per", True) else frozenset()),
+            sent_auto_replies=(
+                await _live_once_per_keys(session, msg.received_at, contact.id, conversation.id)
+                if getattr(router, "uses_once_per", True) else frozenset()),
         )
         try:
             decision = router.decide(ctx)
@@ -366,10 +367,14 @@ async def _recent_inbound(session: AsyncSession, contact_id: int, exclude_id: in
     return tuple(rows)
 
 
-async def _live_once_per_keys(session: AsyncSession, now: datetime) -> frozenset[str]:
-    # Bounded by the auto-reply windows that are still open, which rules keep short.
+async def _live_once_per_keys(session: AsyncSession, now: datetime, contact_id: int,
+                              conversation_id: int) -> frozenset[str]:
+    """The once_per keys (`rule:<id>:contact:<n>` / `...:conversation:<n>`) still in force."""
     rows = await session.scalars(
-        select(AutoReplyLog.once_per_key).where(AutoReplyLog.expires_at > now))
+        select(AutoReplyLog.once_per_key).where(
+            AutoReplyLog.expires_at > now,
+            AutoReplyLog.once_per_key.endswith(f":contact:{contact_id}")
+            | AutoReplyLog.once_per_key.endswith(f":conversation:{conversation_id}")))
     return frozenset(rows)
 
 

@@ -20,6 +20,3 @@ DELIVERIES = Counter("hub_deliveries", "Delivery attempts by channel and outcome
                      ["channel", "outcome"], registry=REGISTRY)
 DELIVERY_FAILURES = Counter("hub_delivery_failures", "Failed delivery attempts",
                             ["channel", "kind"], registry=REGISTRY)
-RULES_LOAD_ERRORS = Gauge("hub_rules_load_errors",
-                          "Errors in the newest rule set on disk (0: it is live)",
-                          registry=REGISTRY)

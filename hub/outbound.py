@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.model import DeliveryStatus, Direction, OutboxState, utcnow
-from hub.storage.tables import Conversation, ConversationTimer, Identity, Message, OutboxItem
+from hub.routing.timers import cancel_timers
+from hub.storage.tables import Conversation, Identity, Message, OutboxItem
 
 
 class NoAddressOnChannel(ValueError):
@@ -80,19 +81,10 @@ async def queue_outbound(
         conversation.auto_replies_sent = (conversation.auto_replies_sent or 0) + 1
     elif staff_id is not None:
         conversation.first_response_at = conversation.first_response_at or now
-        await cancel_pending_timers(session, conversation.id)
+        await cancel_timers(session, conversation.id)
     await session.flush()
     return message
 
-
-async def cancel_pending_timers(session: AsyncSession, conversation_id: int) -> None:
-    """A staff reply answers the citizen: pending escalation steps no longer apply."""
-    await session.execute(
-        update(ConversationTimer)
-        .where(ConversationTimer.conversation_id == conversation_id,
-               ConversationTimer.state == "pending")
-        .values(state="cancelled")
-    )
 
 
 async def outbox_id_for(session: AsyncSession, message_id: int) -> int:

@@ -16,7 +16,7 @@ import secrets
 TOKEN_RE = re.compile(r"\bc([0-9a-z]{1,13})-([a-z2-7]{12})\b")
 REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud on the phone
 REFERENCE_LENGTH = 10  # 31**10 ~ 8e14: unguessable for a tracking page with rate limits
-REFERENCE_RE = re.compile(r"\[#([A-Z2-9]{%d})\]" % REFERENCE_LENGTH)
+REFERENCE_RE = re.compile(rf"\[#([A-Z2-9]{{{REFERENCE_LENGTH}}})\]")
 
 
 def new_reference() -> str:

@@ -1,66 +1,183 @@
-"""Applying a routing decision to a conversation inside the intake's transaction."""
+"""Applying a routing decision to the stored conversation, inside the intake's transaction.
+
+Sets queue/priority/tags/status/spam/assignee/language, stores the decision with its rules
+version and trace, writes auto-replies as outbound messages + outbox rows (and their once_per
+log rows), creates SLA timers (one pending row per conversation, rule and step: a citizen's
+second message does not restart a running clock), and records notifications. Notifications are
+audit entries (`action="rules.notify"`) for now: there is no staff-email or webhook channel yet,
+and the audit log is what a later notifier will read. Returns the new outbox ids, which the
+caller enqueues after commit.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
 from hub.outbound import NoAddressOnChannel, outbox_id_for, queue_outbound
 from hub.routing import RoutingDecision
+from hub.routing.explain import decision_dict
 from hub.storage.tables import (
     AutoReplyLog,
     Conversation,
     ConversationTimer,
     Message,
     RoutingDecisionRow,
+    Staff,
 )
 
 
-async def apply_decision(session: AsyncSession, conversation: Conversation, message: Message,
-                         decision: RoutingDecision, *, now: datetime) -> list[int]:
-    """Set queue/priority/tags/status/spam, record the decision; return new outbox ids."""
-    if decision.queue:
-        conversation.queue = decision.queue
-    if decision.priority:
-        conversation.priority = decision.priority
+def _set_fields(conversation: Conversation, decision: RoutingDecision) -> dict[str, Any]:
+    """Apply the scalar changes; return what changed (for the audit log)."""
+    changed: dict[str, Any] = {}
+
+    def put(name: str, value: Any) -> None:
+        if value is not None and getattr(conversation, name) != value:
+            changed[name] = value
+            setattr(conversation, name, value)
+
+    put("queue", decision.queue)
+    put("priority", decision.priority)
+    put("status", decision.status)
     if decision.tags_add or decision.tags_remove:
         tags = [t for t in (conversation.tags or []) if t not in decision.tags_remove]
         tags += [t for t in decision.tags_add if t not in tags]
-        conversation.tags = tags
-    if decision.status:
-        conversation.status = decision.status
+        put("tags", tags)
     if decision.spam:
-        conversation.spam = True
+        put("spam", True)
     if decision.language and not conversation.language:
         conversation.language = decision.language
-    session.add(RoutingDecisionRow(
-        message_id=message.id, conversation_id=conversation.id,
-        rules_version=decision.rules_version,
-        decision={"queue": decision.queue, "priority": decision.priority,
-                  "tags_add": list(decision.tags_add), "tags_remove": list(decision.tags_remove),
-                  "status": decision.status, "spam": decision.spam,
-                  "stopped": decision.stopped, "assign": decision.assign},
-        trace=decision.trace,
-    ))
+    return changed
+
+
+async def _assign(session: AsyncSession, conversation: Conversation, who: str | None) -> str | None:
+    """A staff email becomes the assignee; "@strategy" is left to the queue's strategy."""
+    if not who or who == "@strategy":
+        return who
+    staff_id = await session.scalar(
+        select(Staff.id).where(Staff.email == who.lower(), Staff.active.is_(True))
+    )
+    if staff_id is None:
+        return f"unknown or inactive staff {who}: not assigned"
+    conversation.assignee_id = staff_id
+    return who
+
+
+async def _timers(
+    session: AsyncSession, conversation: Conversation, decision: RoutingDecision
+) -> int:
+    if not decision.timers:
+        return 0
+    pending = set(
+        (
+            await session.execute(
+                select(ConversationTimer.rule_id, ConversationTimer.step).where(
+                    ConversationTimer.conversation_id == conversation.id,
+                    ConversationTimer.state == "pending",
+                )
+            )
+        ).all()
+    )
+    created = 0
     for timer in decision.timers:
-        session.add(ConversationTimer(conversation_id=conversation.id, rule_id=timer.rule_id,
-                                      step=timer.step, due_at=timer.due_at,
-                                      actions=timer.actions))
-    outbox_ids = []
-    if not message.automatic and not decision.spam:
-        for reply in decision.auto_replies:
-            try:
-                out = await queue_outbound(session, conversation, reply.body,
-                                           subject=reply.subject, automatic=True)
-            except NoAddressOnChannel:
-                continue
-            session.add(AutoReplyLog(
-                once_per_key=reply.once_per_key, conversation_id=conversation.id,
-                sent_at=now, expires_at=now + timedelta(seconds=reply.once_per_seconds)))
-            outbox_ids.append(await outbox_id_for(session, out.id))
+        if (timer.rule_id, timer.step) in pending:
+            continue  # the clock started with an earlier unanswered message
+        session.add(
+            ConversationTimer(
+                conversation_id=conversation.id,
+                rule_id=timer.rule_id,
+                step=timer.step,
+                due_at=timer.due_at,
+                actions=timer.actions,
+                state="pending",
+            )
+        )
+        created += 1
+    return created
+
+
+async def _auto_replies(
+    session: AsyncSession,
+    conversation: Conversation,
+    message: Message,
+    decision: RoutingDecision,
+    now: datetime,
+) -> list[int]:
+    outbox_ids: list[int] = []
+    if message.automatic or decision.spam:
+        return outbox_ids  # belt and braces: the engine already refuses these
+    for reply in decision.auto_replies:
+        try:
+            out = await queue_outbound(
+                session, conversation, reply.body, subject=reply.subject, automatic=True
+            )
+        except NoAddressOnChannel:
+            audit.record(
+                session,
+                "rules",
+                "rules.auto_reply_skipped",
+                "conversation",
+                conversation.id,
+                rule=reply.rule_id,
+                reason="no address on the channel",
+            )
+            continue
+        session.add(
+            AutoReplyLog(
+                once_per_key=reply.once_per_key,
+                conversation_id=conversation.id,
+                sent_at=now,
+                expires_at=now + timedelta(seconds=reply.once_per_seconds),
+            )
+        )
+        outbox_ids.append(await outbox_id_for(session, out.id))
+    return outbox_ids
+
+
+async def apply_decision(
+    session: AsyncSession,
+    conversation: Conversation,
+    message: Message,
+    decision: RoutingDecision,
+    *,
+    now: datetime,
+) -> list[int]:
+    """Apply `decision` in the caller's transaction; return outbox ids to enqueue after commit."""
+    changed = _set_fields(conversation, decision)
+    assigned = await _assign(session, conversation, decision.assign)
+    summary = decision_dict(decision)
+    summary.pop("trace", None)
+    session.add(
+        RoutingDecisionRow(
+            message_id=message.id,
+            conversation_id=conversation.id,
+            rules_version=decision.rules_version,
+            decision=summary,
+            trace=decision.trace,
+        )
+    )
+    timers = await _timers(session, conversation, decision)
+    outbox_ids = await _auto_replies(session, conversation, message, decision, now)
     for note in decision.notifications:
-        audit.record(session, "rules", "notify", "conversation", conversation.id, **asdict(note))
+        audit.record(
+            session, "rules", "rules.notify", "conversation", conversation.id, **asdict(note)
+        )
+    if changed or assigned or timers:
+        audit.record(
+            session,
+            "rules",
+            "rules.route",
+            "conversation",
+            conversation.id,
+            rules_version=decision.rules_version,
+            message_id=message.id,
+            changed=changed,
+            assign=assigned,
+            timers_created=timers,
+        )
     return outbox_ids

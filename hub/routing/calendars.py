@@ -19,12 +19,12 @@ Interval = tuple[time, time]
 
 
 def parse_interval(text: str) -> Interval:
-    """"08:30-17:00" -> (08:30, 17:00); raises ValueError with a readable message."""
+    """ "08:30-17:00" -> (08:30, 17:00); raises ValueError with a readable message."""
     try:
         a, b = (part.strip() for part in text.split("-"))
         start, end = time.fromisoformat(a), time.fromisoformat(b)
     except ValueError:
-        raise ValueError(f"bad opening hours {text!r}: use \"HH:MM-HH:MM\"") from None
+        raise ValueError(f'bad opening hours {text!r}: use "HH:MM-HH:MM"') from None
     if end <= start and end != time(0):
         raise ValueError(f"bad opening hours {text!r}: the end must be after the start")
     return start, end

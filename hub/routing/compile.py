@@ -86,7 +86,9 @@ class Facts:
     def language(self) -> str | None:
         if self._lang is None:
             given = (self.msg.language or "").lower()[:2] or None
-            found = given or detect(f"{self.msg.subject or ''}\n{self.msg.text}", self.env.language_codes)
+            found = given or detect(
+                f"{self.msg.subject or ''}\n{self.msg.text}", self.env.language_codes
+            )
             self._lang = (found,)
         return self._lang[0]
 
@@ -147,8 +149,12 @@ class Clause(Node):
         result = self.test(f)
         if out is not None:
             out.append(
-                {"clause": self.key, "expected": redact.jsonable(self.expected),
-                 "value": redact.jsonable(self.show(f)), "result": result}
+                {
+                    "clause": self.key,
+                    "expected": redact.jsonable(self.expected),
+                    "value": redact.jsonable(self.show(f)),
+                    "result": result,
+                }
             )
         return result
 
@@ -211,7 +217,9 @@ def _int(value: Any) -> int:
     return value
 
 
-def _set_ops(get: Callable[[Facts], Any], op: str, values: frozenset[str]) -> Callable[[Facts], bool]:
+def _set_ops(
+    get: Callable[[Facts], Any], op: str, values: frozenset[str]
+) -> Callable[[Facts], bool]:
     if op in ("equals", "in"):
         return lambda f: get(f) in values
     return lambda f: get(f) not in values
@@ -279,7 +287,9 @@ def _regex_test(name: str, pattern: str) -> tuple[Callable[[Facts], bool], froze
 
     def test(f: Facts) -> bool:
         # The scan already told us whether a literal this regex needs is present.
-        return not trig.isdisjoint(f.triggers(name)) and rx.search(f.raw(name)[:MAX_TEXT]) is not None
+        return (
+            not trig.isdisjoint(f.triggers(name)) and rx.search(f.raw(name)[:MAX_TEXT]) is not None
+        )
 
     return test, trig
 
@@ -297,8 +307,11 @@ def _build_text(name: str, op: str, arg: Any, env: Env) -> Built:
     if op in ("contains", "contains_any", "contains_all", "not_contains"):
         words = _keywords(arg, env)
         if op == "contains_all":
-            return (lambda f: all(w in f.triggers(name) for w in words)), 3, Gate(
-                "text", frozenset({max(words, key=len)}), name)
+            return (
+                (lambda f: all(w in f.triggers(name) for w in words)),
+                3,
+                Gate("text", frozenset({max(words, key=len)}), name),
+            )
         keys = frozenset(words)
         if op == "not_contains":
             return (lambda f: keys.isdisjoint(f.triggers(name))), 3, None
@@ -332,7 +345,7 @@ def _build_language(op: str, arg: Any, env: Env) -> Built:
     codes = [c.lower() for c in _strs(arg)]
     for c in codes:
         if len(c) != 2 or not supported(c):
-            raise Bad(f"unknown language code {c!r} (use ISO 639-1, e.g. \"es\")", c)
+            raise Bad(f'unknown language code {c!r} (use ISO 639-1, e.g. "es")', c)
     env.language_codes = env.language_codes | frozenset(codes)
     return _set_ops(lambda f: f.language(), op, frozenset(codes)), 50, None
 
@@ -424,8 +437,11 @@ def _build_tags(op: str, arg: Any, env: Env) -> Built:
 
 
 _CMP: dict[str, Callable[[int, int], bool]] = {
-    "equals": lambda a, b: a == b, "gte": lambda a, b: a >= b, "lte": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b, "lt": lambda a, b: a < b,
+    "equals": lambda a, b: a == b,
+    "gte": lambda a, b: a >= b,
+    "lte": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "lt": lambda a, b: a < b,
 }
 
 
@@ -452,8 +468,16 @@ def _unknown_op(name: str, op: str) -> Bad:
     return Bad(f"unknown operator {op!r} for {name!r}; use one of: {ops}")
 
 
-_TEXT_OPS = ("contains", "contains_any", "contains_all", "not_contains", "contains_list",
-             "matches", "matches_any", "not_matches")
+_TEXT_OPS = (
+    "contains",
+    "contains_any",
+    "contains_all",
+    "not_contains",
+    "contains_list",
+    "matches",
+    "matches_any",
+    "not_matches",
+)
 _ADDR_OPS = ("equals", "in", "not_in", "in_list", "not_in_list", "ends_with", "matches")
 OPERATORS: dict[str, tuple[str, ...]] = {
     "channel": ("equals", "in", "not_in"),
@@ -548,7 +572,9 @@ def compile_when(when: Any, path: list[str | int], env: Env, report: Report) -> 
     return Group("all", children, cost=sum(c.cost for c in children) or 1)
 
 
-def _compile_item(name: str, spec: Any, path: list[str | int], env: Env, report: Report) -> Node | None:
+def _compile_item(
+    name: str, spec: Any, path: list[str | int], env: Env, report: Report
+) -> Node | None:
     if name in ("any", "all"):
         if not isinstance(spec, list) or not spec:
             report(path, f"`{name}` takes a list of condition tables", None)
@@ -559,7 +585,11 @@ def _compile_item(name: str, spec: Any, path: list[str | int], env: Env, report:
         inner = compile_when(spec, path, env, report)
         return Group("not", [inner], cost=inner.cost)
     if name not in OPERATORS:
-        report(path, f"unknown condition field {name!r}; fields are: {', '.join(OPERATORS)}, any, all, not", None)
+        report(
+            path,
+            f"unknown condition field {name!r}; fields are: {', '.join(OPERATORS)}, any, all, not",
+            None,
+        )
         return None
     if name == "recent_messages":
         return _compile_recent(spec, path, env, report)
@@ -589,7 +619,11 @@ def _compile_recent(spec: Any, path: list[str | int], env: Env, report: Report) 
         return None
     unknown = set(spec) - set(OPERATORS["recent_messages"])
     if unknown:
-        report([*path, sorted(unknown)[0]], _unknown_op("recent_messages", sorted(unknown)[0]).args[0], None)
+        report(
+            [*path, sorted(unknown)[0]],
+            _unknown_op("recent_messages", sorted(unknown)[0]).args[0],
+            None,
+        )
         return None
     try:
         days = _int(spec["days"])

@@ -1,8 +1,9 @@
 """Language of a message: what the channel/citizen said, else lingua's guess among few languages.
 
 The detector is built lazily (only when a rule or an auto-reply needs a language) and only for
-the languages the rule set mentions, in low-accuracy mode: fast, and good enough to choose
-between a city's handful of languages. Short texts give no reliable answer, so they give None.
+the languages the rule set mentions. Not in lingua's low-accuracy mode: with only two languages
+it called plain Spanish sentences English (tests/unit/routing), and high accuracy over a
+handful of languages costs ~50 µs per message. Short texts give no reliable answer: None.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ MIN_CONFIDENCE = 0.5
 def _detector(codes: frozenset[str]) -> Any:
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
-    isos = [getattr(IsoCode639_1, c.upper()) for c in sorted(codes) if hasattr(IsoCode639_1, c.upper())]
+    isos = [
+        getattr(IsoCode639_1, c.upper()) for c in sorted(codes) if hasattr(IsoCode639_1, c.upper())
+    ]
     if len(isos) < 2:
         return None
-    return LanguageDetectorBuilder.from_iso_codes_639_1(*isos).with_low_accuracy_mode().build()
+    return LanguageDetectorBuilder.from_iso_codes_639_1(*isos).build()
 
 
 def supported(code: str) -> bool:

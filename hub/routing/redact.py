@@ -35,7 +35,11 @@ def identity(value: str | None) -> str | None:
 
 def jsonable(value: Any) -> Any:
     if isinstance(value, frozenset | set | tuple):
-        return sorted(jsonable(v) for v in value) if isinstance(value, frozenset | set) else [jsonable(v) for v in value]
+        return (
+            sorted(jsonable(v) for v in value)
+            if isinstance(value, frozenset | set)
+            else [jsonable(v) for v in value]
+        )
     if isinstance(value, list):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):

@@ -27,17 +27,17 @@ _UNIT_MINUTES = {None: 1, "m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}
 
 
 def parse_minutes(value: int | str, *, allow_days: bool = True) -> int:
-    """"90m", "4h", "2d", 30 -> minutes. Days/weeks are wall-clock, so not for business time."""
+    """ "90m", "4h", "2d", 30 -> minutes. Days/weeks are wall-clock, so not for business time."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as \"30m\", \"4h\" or \"1d\"")
+        raise ValueError('expected a duration such as "30m", "4h" or "1d"')
     if isinstance(value, int):
         minutes = value
     else:
         m = _DURATION.match(value)
         if not m:
-            raise ValueError(f"bad duration {value!r}: use e.g. \"30m\", \"4h\" or \"1d\"")
+            raise ValueError(f'bad duration {value!r}: use e.g. "30m", "4h" or "1d"')
         if not allow_days and m.group(2) in ("d", "w"):
-            raise ValueError(f"{value!r}: business time is counted in minutes or hours (\"8h\")")
+            raise ValueError(f'{value!r}: business time is counted in minutes or hours ("8h")')
         minutes = int(m.group(1)) * _UNIT_MINUTES[m.group(2)]
     if minutes <= 0:
         raise ValueError("a duration must be positive")

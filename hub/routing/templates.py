@@ -75,7 +75,11 @@ class TemplateStore:
                     errors.append(RuleError(display, line, _unknown_msg(unknown)))
                 compiled.append(self._env.from_string(src))
             except jinja2.TemplateSyntaxError as exc:
-                errors.append(RuleError(display, (exc.lineno or 1) + first_line - 1, exc.message or "syntax error"))
+                errors.append(
+                    RuleError(
+                        display, (exc.lineno or 1) + first_line - 1, exc.message or "syntax error"
+                    )
+                )
                 compiled.append(None)
         if not errors and compiled[1] is not None:
             self._by_key[(name, language)] = _Template(compiled[0], compiled[1])
@@ -112,7 +116,9 @@ def _unknown_msg(unknown: set[str]) -> str:
     return f"unknown template variable(s) {names}; available: {', '.join(sorted(VARIABLES))}"
 
 
-def load_templates(root: Path, rel: str, default_language: str) -> tuple[TemplateStore, list[RuleError]]:
+def load_templates(
+    root: Path, rel: str, default_language: str
+) -> tuple[TemplateStore, list[RuleError]]:
     store = TemplateStore(default_language)
     errors: list[RuleError] = []
     if not root.is_dir():

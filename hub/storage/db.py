@@ -85,9 +85,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed on normal exit, rolled back on an exception."""
         if self._write_lock is not None:
-            async with self._write_lock:
-                async with self._write_sessions() as session, session.begin():
-                    yield session
+            async with self._write_lock, self._write_sessions() as session, session.begin():
+                yield session
         else:
             async with self._write_sessions() as session, session.begin():
                 yield session
