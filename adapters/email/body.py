@@ -42,8 +42,31 @@ def clean(text: str | None) -> str | None:
     return _CONTROL_RE.sub("", text)
 
 
+def ctype_of(part: Message) -> str:
+    """`part.get_content_type()`, parsed once: policy.default re-parses the header on every
+    call, and the walkers ask many times per part (it was most of the parse time)."""
+    cached: str | None = getattr(part, "_hub_content_type", None)
+    if cached is None:
+        cached = part.get_content_type()
+        part._hub_content_type = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def maintype(part: Message) -> str:
+    return ctype_of(part).partition("/")[0]
+
+
 def decode_part(part: Message) -> str:
-    """The text of a leaf part, whatever its transfer encoding and (declared) charset."""
+    """The text of a leaf part, whatever its transfer encoding and (declared) charset.
+
+    Line ends become "\\n": mail arrives with CRLF, and regexes (ours and the reply parser's)
+    anchor on "\\n".
+    """
+    text = _decode_payload(part)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _decode_payload(part: Message) -> str:
     try:
         payload = part.get_payload(decode=True)
     except Exception:  # a broken transfer encoding: keep what the sender wrote
@@ -136,8 +159,33 @@ def split_reply(full_text: str) -> tuple[str, str]:
     if not replies:
         return full_text.strip(), full_text.strip()
     latest = replies[0]
-    with_signature = latest.full_body.strip()
-    body = latest.body.strip()
+    with_signature = _drop_quoted(latest.full_body.strip())
+    body = _drop_quoted(latest.body.strip())
     if not body:
         body = with_signature or full_text.strip()
     return body, with_signature or body
+
+
+def _drop_quoted(text: str) -> str:
+    """Remove ">"-quoted lines and the attribution line(s) introducing each quoted block.
+
+    A safety net under the library: for reply headers in languages it does not know (Russian
+    "... написал:"), bottom-posting (Thunderbird) and inline answers. Quote marks are
+    language-neutral, and a quoted line is by definition not new text.
+    """
+    lines = text.splitlines()
+    keep = [not line.lstrip().startswith(">") for line in lines]
+    for index, _line in enumerate(lines):
+        if keep[index] or index == 0 or not keep[index - 1]:
+            continue
+        # The first line of a quoted block: drop the attribution just above it.
+        above = index - 1
+        while above >= 0 and not lines[above].strip():
+            above -= 1
+        if above >= 0 and lines[above].rstrip().endswith(":"):
+            keep[above] = False
+            while above > 0 and lines[above - 1].rstrip().endswith(("<", ",")):
+                above -= 1
+                keep[above] = False
+    kept = "\n".join(line for line, k in zip(lines, keep, strict=True) if k)
+    return re.sub(r"\n{3,}", "\n\n", kept).strip() or text

@@ -28,7 +28,7 @@ from typing import Any
 from hub.model import InboundAttachment, InboundMessage, ThreadHints, utcnow
 from hub.tokens import REFERENCE_RE, find_tokens, verify_reply_token
 
-from .body import clean, decode_part, html_to_text, split_reply
+from .body import clean, ctype_of, decode_part, html_to_text, maintype, split_reply
 from .loops import automatic_reasons
 from .status import parse_delivery_report
 
@@ -123,11 +123,19 @@ class _Parsed:
         self.msg, self.notes = _load(raw)
         self.flags: list[str] = []
         self.meta: dict[str, Any] = {}
+        self._headers: dict[str, str | None] = {}
 
     # -- headers ---------------------------------------------------------------------------
 
     def header(self, name: str) -> str | None:
-        """A decoded header value, tolerant of headers the policy cannot parse."""
+        """A decoded header value, tolerant of headers the policy cannot parse (memoised:
+        policy.default parses the header again on every access)."""
+        key = name.lower()
+        if key not in self._headers:
+            self._headers[key] = self._read_header(name)
+        return self._headers[key]
+
+    def _read_header(self, name: str) -> str | None:
         try:
             value = self.msg.get(name)
             return None if value is None else clean(str(value))
@@ -224,7 +232,7 @@ class _Parsed:
         plain: list[str] = []
         html: list[str] = []
         for part in _body_parts(self.msg):
-            target = html if part.get_content_type() == "text/html" else plain
+            target = html if ctype_of(part) == "text/html" else plain
             target.append(decode_part(part))
         html_text = "\n".join(html) or None
         full_text = "\n".join(plain).strip()
@@ -260,7 +268,8 @@ class _Parsed:
                                     sender=sender, subject=subject)
         empty_return_path = any(r == "empty return path" for r in reasons)
         report = parse_delivery_report(
-            self.msg, sender=sender, subject=subject, empty_return_path=empty_return_path,
+            self.msg, sender=sender, from_header=self.header("From") or "", subject=subject,
+            empty_return_path=empty_return_path,
             failed_recipients=self.header("X-Failed-Recipients"))
         if report is not None:
             self.meta["delivery_report"] = report
@@ -313,27 +322,27 @@ def _is_attachment(part: Message) -> bool:
     except Exception:  # a broken parameter list: treat the part as a file, keep it
         return True
     return disposition == "attachment" or (named and disposition != "inline") or (
-        part.get_content_maintype() != "text")
+        maintype(part) != "text")
 
 
 def _body_parts(msg: Message) -> Iterator[Message]:
     """Inline text/plain and text/html leaves of this mail (not of attached/forwarded mails)."""
     for part in _leaves(msg):
-        if part.get_content_type() in ("text/plain", "text/html") and not _is_attachment(part):
+        if ctype_of(part) in ("text/plain", "text/html") and not _is_attachment(part):
             yield part
 
 
 def _attachment_parts(msg: Message) -> Iterator[Message]:
     for part in _leaves(msg):
-        if part is msg and not msg.is_multipart() and part.get_content_maintype() == "text":
+        if part is msg and not msg.is_multipart() and maintype(part) == "text":
             continue  # a single-part text mail has a body, not an attachment
-        if part.get_content_type() not in ("text/plain", "text/html") or _is_attachment(part):
+        if ctype_of(part) not in ("text/plain", "text/html") or _is_attachment(part):
             yield part
 
 
 def _leaves(msg: Message) -> Iterator[Message]:
     """Leaf parts in order; an attached message (message/*) counts as one leaf."""
-    if msg.get_content_maintype() == "multipart":
+    if maintype(msg) == "multipart":
         payload = msg.get_payload()
         if isinstance(payload, list):
             for sub in payload:
@@ -344,7 +353,7 @@ def _leaves(msg: Message) -> Iterator[Message]:
 
 
 def _attachment(part: Message, index: int) -> InboundAttachment:
-    content_type = part.get_content_type()
+    content_type = ctype_of(part)
     data = _part_bytes(part)
     try:
         filename = clean(part.get_filename()) or ""

@@ -21,7 +21,7 @@ from email.parser import HeaderParser
 from email.policy import compat32
 from typing import Any
 
-from .body import clean, decode_part
+from .body import clean, ctype_of, decode_part, maintype
 
 _BOUNCE_SUBJECT = re.compile(
     r"(undeliver|undelivered mail|returned mail|return(ed)? to sender|delivery status notification|"
@@ -32,7 +32,7 @@ _BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _DELAY_SUBJECT = re.compile(r"\b(delay(ed)?|warning|not yet been delivered)\b", re.IGNORECASE)
-_MACHINE_SENDER = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer)\b", re.IGNORECASE)
+_MACHINE_SENDER = re.compile(r"(^|\W)(mailer-daemon|postmaster|mail-daemon)\b", re.IGNORECASE)
 _BODY_MESSAGE_ID = re.compile(r"^[ \t>]*Message-I[Dd]:[ \t]*<?([^<>\s]+@[^<>\s]+?)>?[ \t]*$",
                               re.MULTILINE | re.IGNORECASE)
 _SMTP_DIAGNOSTIC = re.compile(
@@ -46,23 +46,31 @@ MAX_DIAGNOSTIC = 500
 
 
 def parse_delivery_report(
-    msg: Message, *, sender: str, subject: str | None, empty_return_path: bool,
-    failed_recipients: str | None,
+    msg: Message, *, sender: str, from_header: str, subject: str | None,
+    empty_return_path: bool, failed_recipients: str | None,
 ) -> dict[str, Any] | None:
-    """The delivery report carried by `msg`, or None when it is not a bounce/DSN."""
+    """The delivery report carried by `msg`, or None when it is not a bounce/DSN.
+
+    `from_header` is the decoded From line: "MAILER-DAEMON <>" has no usable address, but the
+    name alone says who wrote it.
+    """
     status_part = _find(msg, "message/delivery-status")
     if status_part is not None:
         return _standard_report(msg, status_part)
-    if _looks_like_bounce(msg, sender, subject, empty_return_path, failed_recipients):
+    machine = (bool(_MACHINE_SENDER.match(sender) or _MACHINE_SENDER.search(from_header))
+               or empty_return_path)
+    if _looks_like_bounce(msg, machine, subject, failed_recipients):
         return _text_report(msg, subject, failed_recipients)
     return None
 
 
-def _looks_like_bounce(msg: Message, sender: str, subject: str | None,
-                       empty_return_path: bool, failed_recipients: str | None) -> bool:
+def _looks_like_bounce(msg: Message, machine: bool, subject: str | None,
+                       failed_recipients: str | None) -> bool:
     if failed_recipients:
         return True
-    machine = bool(_MACHINE_SENDER.match(sender)) or empty_return_path
+    if ctype_of(msg) == "multipart/report" and (
+            str(msg.get_param("report-type") or "").lower() == "delivery-status"):
+        return True  # a DSN whose status part the parser could not find (broken boundary)
     if not machine:
         return False
     if subject and _BOUNCE_SUBJECT.search(subject):
@@ -106,7 +114,7 @@ def _original_ids(msg: Message, text: str | None = None) -> list[str]:
     """Message-IDs of the returned original: attached message, attached headers, or copied text."""
     ids: list[str] = []
     for part in _walk(msg):
-        ctype = part.get_content_type()
+        ctype = ctype_of(part)
         if ctype == "message/rfc822":
             inner = part.get_payload()
             if isinstance(inner, list) and inner:
@@ -144,7 +152,10 @@ def _all_text(msg: Message) -> str:
     """Text of the report's own human-readable parts (not of the returned original)."""
     chunks = []
     for part in _walk(msg):
-        if part.get_content_maintype() == "text" and part.get_content_type() != "text/html":
+        text_part = (maintype(part) == "text"
+                     and ctype_of(part) != "text/html")
+        # A multipart whose boundary is missing carries its whole body as one string.
+        if text_part or isinstance(part.get_payload(), str):
             chunks.append(decode_part(part))
     return "\n".join(chunks)[:200_000]
 
@@ -153,14 +164,14 @@ def _walk(msg: Message) -> Iterator[Message]:
     """Leaf and message parts, without descending into an attached message (its text would be
     taken for the report's)."""
     yield msg
-    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+    if msg.is_multipart() and maintype(msg) == "multipart":
         for sub in msg.get_payload():
             if isinstance(sub, Message):
                 yield from _walk(sub)
 
 
 def _find(msg: Message, content_type: str) -> Message | None:
-    return next((p for p in _walk(msg) if p.get_content_type() == content_type), None)
+    return next((p for p in _walk(msg) if ctype_of(p) == content_type), None)
 
 
 def _get(block: Message | None, name: str) -> str:

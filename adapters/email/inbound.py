@@ -1,0 +1,198 @@
+"""The SMTP intake: an aiosmtpd server on the hub's own event loop, and the email adapter.
+
+This module owns the SMTP conversation with the sending mail server: which recipients we take
+(our domains only: no relaying), the size and line-length limits, STARTTLS, and the reply
+codes. The rule that matters most: 250 is answered only after the intake committed the
+message; when it could not, 451 4.3.0 makes the sender retry later, and the retry is
+recognised by its dedupe key and stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from hub.adapters.base import Capability, IntakeSink
+from hub.config import Settings
+from hub.model import InboundMessage, OutboundMessage, SendResult
+
+from .normalize import EmailLimits, parse_email
+from .outbound import RelaySender
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 caps lines at 1,000 octets, but real mailers (Outlook, HTML newsletters, scripts)
+# send longer ones, and aiosmtpd's default answers them with a *permanent* 500, bouncing a
+# citizen's mail. We accept lines up to 1 MiB (capped by the message size); the message size
+# limit (552) is the real guard. The reader buffers at most about twice this per connection.
+MAX_LINE_BYTES = 1_048_576
+# Parsing a large mail takes long enough to stall other connections; do it off the loop.
+PARSE_IN_THREAD_BYTES = 256 * 1024
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
+NO_RELAY = "550 5.1.1 Recipient not accepted here"
+
+
+class _LongLineSMTP(SMTP):
+    line_length_limit = MAX_LINE_BYTES
+
+
+def _smtp_class(line_limit: int) -> type[SMTP]:
+    if line_limit == MAX_LINE_BYTES:
+        return _LongLineSMTP
+    return type("_SizedSMTP", (SMTP,), {"line_length_limit": line_limit})
+
+
+class SmtpHandler:
+    """aiosmtpd hooks: recipient policy and the hand-over to the intake."""
+
+    def __init__(self, intake: IntakeSink, limits: EmailLimits,
+                 reply_secret: bytes | None = None) -> None:
+        self.intake = intake
+        self.limits = limits
+        self.reply_secret = reply_secret
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        domain = address.rpartition("@")[2].strip().lower()
+        if domain not in self.limits.domains:
+            return NO_RELAY
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session,
+                          envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        try:
+            msg = await self._parse(raw, envelope.mail_from, list(envelope.rcpt_tos))
+            accepted = await self.intake.accept(msg)
+        except Exception as exc:
+            # IntakeUnavailable (database down) and any bug alike: the sender keeps the mail
+            # and retries; nothing about the message or the error goes back to the client.
+            _log_failure(exc)
+            return TEMPORARY_FAILURE
+        if accepted.duplicate:
+            return "250 2.0.0 OK (already received)"
+        return "250 2.0.0 OK"
+
+    async def _parse(self, raw: bytes, mail_from: str | None,
+                     rcpt_to: list[str]) -> InboundMessage:
+        kwargs: dict[str, Any] = {"mail_from": mail_from, "rcpt_to": rcpt_to,
+                                  "limits": self.limits, "reply_secret": self.reply_secret}
+        if len(raw) > PARSE_IN_THREAD_BYTES:
+            return await asyncio.to_thread(lambda: parse_email(raw, **kwargs))
+        return parse_email(raw, **kwargs)
+
+
+def _log_failure(exc: Exception) -> None:
+    if type(exc).__name__ == "IntakeUnavailable":
+        log.warning("intake unavailable, answered 451: %s", type(exc).__name__)
+    else:
+        log.error("unexpected error during DATA, answered 451", exc_info=exc)
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if not cert or not key:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+class SmtpServer:
+    """One listening socket on the running loop; tracks connections so stop() can close them."""
+
+    def __init__(self, handler: SmtpHandler, *, host: str, port: int, max_message_bytes: int,
+                 tls: ssl.SSLContext | None = None, hostname: str | None = None) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.max_message_bytes = max_message_bytes
+        self.tls = tls
+        self.hostname = hostname or "hub.local"
+        self._server: asyncio.Server | None = None
+        self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def _protocol(self) -> SMTP:
+        cls = _smtp_class(min(MAX_LINE_BYTES, self.max_message_bytes))
+        protocol = cls(self.handler, data_size_limit=self.max_message_bytes,
+                       enable_SMTPUTF8=True, decode_data=False, hostname=self.hostname,
+                       ident="hub ESMTP", tls_context=self.tls,
+                       loop=asyncio.get_running_loop())
+        self._connections.add(protocol)
+        return protocol
+
+    async def start(self) -> list[tuple[str, int]]:
+        # aiosmtpd logs every DATA line at DEBUG: never let a debug log level dump mail bodies.
+        logging.getLogger("mail.log").setLevel(max(logging.INFO,
+                                                   logging.getLogger("mail.log").level))
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, self.host, self.port)
+        return [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for protocol in list(self._connections):
+            if protocol.transport is not None:
+                protocol.transport.close()
+        await self._server.wait_closed()
+        self._server = None
+
+
+class EmailAdapter:
+    """The email channel: SMTP intake on the hub's loop, relay delivery in worker jobs."""
+
+    name = "email"
+    capabilities = (Capability.ATTACHMENTS | Capability.HTML | Capability.THREADING
+                    | Capability.DELIVERY_STATUS)
+
+    def __init__(self, settings: Settings, reply_secret: bytes) -> None:
+        self.settings = settings
+        self.reply_secret = reply_secret
+        self.limits = EmailLimits.from_settings(settings.smtp)
+        self.sender = RelaySender(settings.email)
+        self.server: SmtpServer | None = None
+
+    async def start(self, intake: IntakeSink) -> list[str]:
+        smtp = self.settings.smtp
+        handler = SmtpHandler(intake, self.limits, self.reply_secret)
+        self.server = SmtpServer(
+            handler, host=smtp.host, port=smtp.port, max_message_bytes=smtp.max_message_bytes,
+            tls=tls_context(_path(smtp.tls_cert), _path(smtp.tls_key)),
+            hostname=self.limits.domains[0] if self.limits.domains else None)
+        bound = await self.server.start()
+        return [f"smtp://{_hostport(host, port)}" for host, port in bound]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+    def send(self, msg: OutboundMessage) -> SendResult:
+        return self.sender.send(msg)
+
+    @property
+    def bound_port(self) -> int | None:
+        """The port actually listened on (useful with port 0 in tests)."""
+        if self.server is None or self.server._server is None:
+            return None
+        return int(self.server._server.sockets[0].getsockname()[1])
+
+
+def _path(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+__all__: Sequence[str] = ("EmailAdapter", "SmtpHandler", "SmtpServer")

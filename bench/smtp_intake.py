@@ -1,0 +1,145 @@
+"""SMTP intake throughput: the hub's SMTP server (real Intake, SQLite) against a bare aiosmtpd
+sink that discards, measured by the same client in the same run.
+
+The client runs in a separate process (smtplib, one thread per concurrent sender) so that it
+does not share the servers' event loop. Two modes: a new connection per message, and one
+reused connection per sender thread. Prints rates and the hub/sink ratio (goal: >= 0.6).
+Figures only; nothing here asserts on timings.
+
+    python bench/smtp_intake.py [-n 1000] [-c 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import smtplib
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+DOMAIN = "city.example"
+BODY = ("Hello,\n\nthe street light in front of number 12 has been out for a week.\n"
+        "Could someone please have a look?\n\nThanks,\nAna\n")
+
+
+def _message(index: int, run: str) -> bytes:
+    return (f"From: Ana {index} <ana{index % 50}@example.org>\r\nTo: help@{DOMAIN}\r\n"
+            f"Subject: Street light {index}\r\nMessage-ID: <{run}.{index}@example.org>\r\n"
+            f"Date: Mon, 2 Jan 2023 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{BODY}").encode()
+
+
+def _sender_thread(port: int, indexes: list[int], run: str, reuse: bool,
+                   errors: list[str]) -> None:
+    client: smtplib.SMTP | None = None
+    for index in indexes:
+        try:
+            if client is None:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=60)
+            client.sendmail(f"ana{index % 50}@example.org", [f"help@{DOMAIN}"],
+                            _message(index, run))
+        except smtplib.SMTPException as exc:
+            errors.append(type(exc).__name__)
+            client = None
+        if not reuse and client is not None:
+            client.quit()
+            client = None
+    if client is not None:
+        client.quit()
+
+
+def client_run(port: int, count: int, concurrency: int, reuse: bool, run: str) -> tuple[float,
+                                                                                        int]:
+    """(seconds, errors) to send `count` messages with `concurrency` threads."""
+    errors: list[str] = []
+    shares = [list(range(i, count, concurrency)) for i in range(concurrency)]
+    threads = [threading.Thread(target=_sender_thread, args=(port, share, run, reuse, errors))
+               for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, len(errors)
+
+
+def _in_process(args: tuple[Any, ...]) -> tuple[float, int]:
+    return client_run(*args)
+
+
+class DiscardHandler:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return "250 OK"
+
+
+async def _measure(pool: Any, port: int, count: int, concurrency: int,
+                   reuse: bool) -> tuple[float, int]:
+    loop = asyncio.get_running_loop()
+    run = uuid.uuid4().hex[:8]
+    return await loop.run_in_executor(
+        None, lambda: pool.apply(_in_process, ((port, count, concurrency, reuse, run),)))
+
+
+async def bench_sink(pool: Any, count: int, concurrency: int) -> dict[str, tuple[float, int]]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(DiscardHandler(), hostname="sink", loop=loop),
+                                      "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        return {mode: await _measure(pool, port, count, concurrency, mode == "reused")
+                for mode in ("new", "reused")}
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def bench_hub(pool: Any, count: int, concurrency: int,
+                    workdir: Path) -> dict[str, tuple[float, int]]:
+    from hub.app import Hub
+    from hub.config import Settings
+
+    settings = Settings.model_validate({
+        "hub": {"data_dir": str(workdir / "data"), "secret_key": "bench"},
+        "database": {"url": f"sqlite+aiosqlite:///{workdir / 'hub.db'}"},
+        "smtp": {"host": "127.0.0.1", "port": 0, "domains": [DOMAIN]},
+        "email": {"acknowledge": False},
+        "routing": {"rules_dir": str(workdir / "no-rules"), "watch": False},
+    })
+    hub = Hub(settings)
+    await hub.start()
+    try:
+        port = hub.adapters.get("email").bound_port  # type: ignore[union-attr]
+        return {mode: await _measure(pool, port, count, concurrency, mode == "reused")
+                for mode in ("new", "reused")}
+    finally:
+        await hub.stop()
+
+
+async def main(count: int, concurrency: int) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool, tempfile.TemporaryDirectory() as tmp:
+        await _measure(pool, 1, 0, 1, True)  # warm the client process up
+        sink = await bench_sink(pool, count, concurrency)
+        hub = await bench_hub(pool, count, concurrency, Path(tmp))
+    print(f"SMTP intake, {count} messages, {concurrency} concurrent client(s), SQLite")
+    print(f"{'mode':<8} {'bare sink msg/s':>16} {'hub msg/s':>10} {'ratio':>6} {'errors':>7}")
+    for mode in ("new", "reused"):
+        sink_rate = count / sink[mode][0]
+        hub_rate = count / hub[mode][0]
+        print(f"{mode:<8} {sink_rate:16.0f} {hub_rate:10.0f} {hub_rate / sink_rate:6.2f} "
+              f"{sink[mode][1] + hub[mode][1]:7d}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--count", type=int, default=1000)
+    parser.add_argument("-c", "--concurrency", type=int, default=8)
+    options = parser.parse_args()
+    asyncio.run(main(options.count, options.concurrency))

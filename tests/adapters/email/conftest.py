@@ -1,0 +1,178 @@
+"""Fixtures for the email channel: the shared corpus, a fake intake, the SMTP server on the
+test's own loop, and a local aiosmtpd relay that captures (or refuses) outgoing mail."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email.utils import make_msgid
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from hub.adapters.email.inbound import SmtpHandler, SmtpServer
+from hub.adapters.email.normalize import EmailLimits
+from hub.model import Accepted, InboundMessage
+
+CORPUS = Path(os.environ.get("HUB_CORPUS_DIR",
+                             Path(__file__).resolve().parents[4] / "shared" / "corpus"))
+if not CORPUS.is_dir():  # the checkout lives in /work/main, the corpus in /work/shared
+    CORPUS = Path("/work/shared/corpus")
+DOMAIN = "city.example"
+SECRET = b"test-reply-secret"
+LIMITS = EmailLimits(max_attachment_bytes=2_000_000, max_attachments=20, domains=(DOMAIN,),
+                     inboxes={f"roads@{DOMAIN}": "roads"})
+
+
+@dataclass
+class CorpusMail:
+    name: str
+    raw: bytes
+    bounce: bool = False  # sisimai: sent with an empty return path, as bounces are
+
+
+def _wrap(body: bytes, name: str, subtype: str = "plain") -> bytes:
+    """A reply-body fixture (.txt/.html) as the complete mail a client would have sent."""
+    headers = (f"From: Citizen <citizen@example.org>\r\nTo: help@{DOMAIN}\r\n"
+               f"Subject: Re: corpus {name}\r\nMessage-ID: {make_msgid(domain='example.org')}\r\n"
+               f"MIME-Version: 1.0\r\nContent-Type: text/{subtype}; charset=utf-8\r\n"
+               "Content-Transfer-Encoding: 8bit\r\n\r\n")
+    return headers.encode() + body
+
+
+def corpus_mails() -> list[CorpusMail]:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the email corpus is missing at {CORPUS}; set HUB_CORPUS_DIR")
+    mails: list[CorpusMail] = []
+    for path in sorted((CORPUS / "cpython-test-email-data").glob("msg_*.txt")):
+        mails.append(CorpusMail(f"cpython/{path.name}", path.read_bytes()))
+    box = mailbox.mbox(CORPUS / "cpython-test-email-data" / "mailbox_01.mbox", create=False)
+    for key in box.iterkeys():
+        mails.append(CorpusMail(f"cpython/mailbox_01.mbox#{key}", box.get_bytes(key)))
+    for folder in ("spamscope-mail-parser", "django-helpdesk"):
+        for path in sorted((CORPUS / folder).iterdir()):
+            mails.append(CorpusMail(f"{folder}/{path.name}", path.read_bytes()))
+    talon = CORPUS / "mailgun-talon"
+    for path in sorted(talon.rglob("*")):
+        if not path.is_file() or path.name.endswith("_reply_text"):
+            continue
+        relative = f"mailgun-talon/{path.relative_to(talon)}"
+        if path.suffix == ".eml":
+            mails.append(CorpusMail(relative, path.read_bytes()))
+        else:
+            subtype = "html" if path.suffix == ".html" else "plain"
+            mails.append(CorpusMail(relative, _wrap(path.read_bytes(), path.name, subtype)))
+    for path in sorted((CORPUS / "sisimai-set-of-emails").rglob("*.eml")):
+        mails.append(CorpusMail(f"sisimai/{path.parent.name}/{path.name}", path.read_bytes(),
+                                bounce=path.parent.name == "bsd"))
+    for folder in ("zapier-email-reply-parser", "alfonsrv-mail-parser-reply"):
+        for path in sorted((CORPUS / folder).glob("*.txt")):
+            mails.append(CorpusMail(f"{folder}/{path.name}", _wrap(path.read_bytes(), path.name)))
+    return mails
+
+
+class IntakeUnavailable(Exception):
+    """Named like hub.intake.IntakeUnavailable: the handler must answer 451 for it."""
+
+
+@dataclass
+class FakeIntake:
+    """Records accepted messages, dedupes by provider id, fails on demand."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    fail_next: int = 0
+    crash_next: int = 0
+    delay: float = 0.0
+    duplicates: int = 0
+    _ids: dict[str, int] = field(default_factory=dict)
+
+    async def accept(self, msg: InboundMessage) -> Accepted:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise IntakeUnavailable("database is locked")
+        if self.crash_next:
+            self.crash_next -= 1
+            raise RuntimeError("a bug in the intake")
+        if msg.provider_id in self._ids:
+            self.duplicates += 1
+            return Accepted(self._ids[msg.provider_id], 1, "REF", duplicate=True)
+        self.messages.append(msg)
+        self._ids[msg.provider_id] = len(self.messages)
+        return Accepted(len(self.messages), len(self.messages), "ABCDEFGH23",
+                        new_conversation=True)
+
+
+@dataclass
+class RunningSmtp:
+    server: SmtpServer
+    intake: FakeIntake
+    port: int
+
+
+@pytest.fixture
+def fake_intake() -> FakeIntake:
+    return FakeIntake()
+
+
+async def start_smtp(intake: object, *, max_message_bytes: int = 5_000_000,
+                     limits: EmailLimits = LIMITS, **kwargs: object) -> tuple[SmtpServer, int]:
+    handler = SmtpHandler(intake, limits, SECRET)  # type: ignore[arg-type]
+    server = SmtpServer(handler, host="127.0.0.1", port=0,
+                        max_message_bytes=max_message_bytes, **kwargs)  # type: ignore[arg-type]
+    bound = await server.start()
+    return server, int(bound[0][1])
+
+
+@pytest.fixture
+async def smtp(fake_intake: FakeIntake) -> AsyncIterator[RunningSmtp]:
+    server, port = await start_smtp(fake_intake)
+    yield RunningSmtp(server, fake_intake, port)
+    await server.stop()
+
+
+class RelayHandler:
+    """A stand-in relay: captures mail, or answers with a chosen code."""
+
+    def __init__(self) -> None:
+        self.received: list[Envelope] = []
+        self.answer = "250 2.0.0 Ok: queued as RELAY123"
+        self.rcpt_answer = "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        if self.rcpt_answer.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return self.rcpt_answer
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.answer.startswith("250"):
+            self.received.append(envelope)
+        return self.answer
+
+
+@dataclass
+class Relay:
+    handler: RelayHandler
+    port: int
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[Relay]:
+    handler = RelayHandler()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="relay.test", loop=loop), "127.0.0.1", 0)
+    yield Relay(handler, server.sockets[0].getsockname()[1])
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Iterator[list[CorpusMail]]:
+    yield corpus_mails()

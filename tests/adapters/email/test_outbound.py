@@ -1,0 +1,112 @@
+"""Replies through a local aiosmtpd relay: headers, threading, and relay error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from email import message_from_bytes, policy
+
+import pytest
+
+from hub.adapters.base import PermanentError, TransientError
+from hub.adapters.email import EmailAdapter, parse_email
+from hub.config import Settings
+from hub.model import OutboundAttachment, OutboundMessage
+from hub.tokens import make_reply_token, verify_reply_token
+
+from .conftest import DOMAIN, LIMITS, SECRET, Relay
+
+
+def _adapter(port: int) -> EmailAdapter:
+    settings = Settings.model_validate({
+        "email": {"from": f"City Hall <help@{DOMAIN}>", "relay_host": "127.0.0.1",
+                  "relay_port": port, "relay_timeout_seconds": 5},
+        "smtp": {"domains": [DOMAIN]},
+    })
+    return EmailAdapter(settings, reply_secret=SECRET)
+
+
+def _reply(**changes: object) -> OutboundMessage:
+    values: dict[str, object] = dict(
+        message_id=9, conversation_id=5, channel="email", to="ana@example.org",
+        body="We fixed the pothole.\n\nRegards <City>", idempotency_key="outbox-9",
+        reference="ABCDEFGH23", subject="Re: Pothole on Main St",
+        reply_token=make_reply_token(5, SECRET), in_reply_to="p1@example.org",
+        references=("p0@example.org", "p1@example.org"))
+    values.update(changes)
+    return OutboundMessage(**values)  # type: ignore[arg-type]
+
+
+async def test_reply_headers_and_threading(relay: Relay) -> None:
+    adapter = _adapter(relay.port)
+    result = await asyncio.to_thread(adapter.send, _reply(attachments=(
+        OutboundAttachment("map.pdf", "application/pdf", b"%PDF-1.4"),)))
+    (envelope,) = relay.handler.received
+    assert envelope.mail_from == f"help@{DOMAIN}" and envelope.rcpt_tos == ["ana@example.org"]
+    mail = message_from_bytes(envelope.original_content, policy=policy.default)
+    token = make_reply_token(5, SECRET)
+    assert mail["Message-ID"] == f"<{result.provider_id}>" and result.thread_key == result.provider_id
+    assert result.provider_id.startswith(f"{token}.") and result.provider_id.endswith(f"@{DOMAIN}")
+    assert mail["In-Reply-To"] == "<p1@example.org>"
+    assert mail["References"] == "<p0@example.org> <p1@example.org>"
+    assert mail["Reply-To"].addresses[0].addr_spec == f"help+{token}@{DOMAIN}"
+    assert mail["Subject"] == "Re: Pothole on Main St [#ABCDEFGH23]"
+    assert mail["Auto-Submitted"] is None
+    assert mail.get_body(("plain",)).get_content().startswith("We fixed")
+    html = mail.get_body(("html",)).get_content()
+    assert "Regards &lt;City&gt;" in html  # text escaped, never injected
+    (attachment,) = list(mail.iter_attachments())
+    assert attachment.get_filename() == "map.pdf" and attachment.get_content() == b"%PDF-1.4"
+    # A second run of the same job sends the same Message-ID: receivers can dedupe it.
+    again = await asyncio.to_thread(adapter.send, _reply())
+    assert again.provider_id == result.provider_id
+
+
+async def test_acknowledgment_is_auto_submitted(relay: Relay) -> None:
+    await asyncio.to_thread(_adapter(relay.port).send, _reply(automatic=True, subject="Pothole"))
+    mail = message_from_bytes(relay.handler.received[0].original_content, policy=policy.default)
+    assert mail["Auto-Submitted"] == "auto-replied"
+    assert mail["Subject"] == "Re: Pothole [#ABCDEFGH23]"
+
+
+async def test_citizen_reply_to_our_mail_threads_back(relay: Relay) -> None:
+    """Our Message-ID and Reply-To carry the token the inbound side finds and verifies."""
+    result = await asyncio.to_thread(_adapter(relay.port).send, _reply())
+    ours = message_from_bytes(relay.handler.received[0].original_content, policy=policy.default)
+    answer = (f"From: Ana <ana@example.org>\r\nTo: {ours['Reply-To']}\r\n"
+              f"Subject: Re: {ours['Subject']}\r\nMessage-ID: <a2@example.org>\r\n"
+              f"In-Reply-To: {ours['Message-ID']}\r\nReferences: {ours['References']} "
+              f"{ours['Message-ID']}\r\n\r\nThank you!\r\n").encode()
+    reply_to = ours["Reply-To"].addresses[0].addr_spec
+    msg = parse_email(answer, mail_from="ana@example.org", rcpt_to=[reply_to], limits=LIMITS,
+                      reply_secret=SECRET)
+    assert msg.thread.refs[0] == result.thread_key
+    assert verify_reply_token(msg.thread.reply_token or "", SECRET) == 5
+    assert msg.thread.reference == "ABCDEFGH23" and msg.recipient == f"help@{DOMAIN}"
+
+
+@pytest.mark.parametrize(("where", "answer", "error"), [
+    ("data", "451 4.3.0 Try later", TransientError),
+    ("data", "554 5.7.1 Rejected as spam", PermanentError),
+    ("rcpt", "450 4.2.1 Mailbox busy", TransientError),
+    ("rcpt", "550 5.1.1 No such user", PermanentError),
+])
+async def test_relay_answers_map_to_transient_or_permanent(
+        relay: Relay, where: str, answer: str, error: type[Exception]) -> None:
+    setattr(relay.handler, "answer" if where == "data" else "rcpt_answer", answer)
+    with pytest.raises(error) as caught:
+        await asyncio.to_thread(_adapter(relay.port).send, _reply())
+    assert answer[:3] in str(caught.value)
+
+
+async def test_relay_unreachable_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    with pytest.raises(TransientError):
+        await asyncio.to_thread(_adapter(free_port).send, _reply())
+
+
+def test_invalid_recipient_is_permanent() -> None:
+    with pytest.raises(PermanentError):
+        _adapter(1).send(_reply(to="not an address"))
