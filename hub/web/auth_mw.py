@@ -1,0 +1,156 @@
+"""Who is calling the staff API: bearer-token authentication, role gates and a per-token rate limit.
+
+`guarded(handler, roles)` wraps an API handler: no or bad token is 401 with `WWW-Authenticate:
+Bearer`, a token over its rate is 429 with `Retry-After`, a role outside `roles` is 403. The caller
+is then available to the handler as `caller(request)`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from aiohttp import web
+from sqlalchemy import or_, update
+
+from hub.auth import staff_for_token, token_digest
+from hub.model import utcnow
+from hub.storage.tables import ApiToken, Staff
+from hub.web.app import HUB_KEY
+from hub.web.errors import json_error
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOUCH_EVERY = timedelta(minutes=5)  # how often a token's last_used_at is written back
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    staff: Staff  # detached row: read its attributes, never lazy-load
+    token_hash: str
+
+    @property
+    def email(self) -> str:
+        return self.staff.email
+
+    @property
+    def role(self) -> str:
+        return self.staff.role
+
+    @property
+    def sees_all(self) -> bool:
+        return self.staff.role in ("supervisor", "admin")
+
+
+CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+
+
+class RateLimiter:
+    """A token bucket per API token: `per_minute` requests, refilled continuously."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+
+    def take(self, key: str) -> float:
+        """0 when allowed, else the seconds to wait before the next request may pass."""
+        now = self._clock()
+        tokens, at = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > 10_000:
+            self._forget_full(now)
+        return 0.0
+
+    def _forget_full(self, now: float) -> None:
+        full_after = self.capacity / self.rate
+        for key, (_, at) in list(self._buckets.items()):
+            if now - at >= full_after:
+                del self._buckets[key]
+
+
+LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("api_rate_limiter", RateLimiter)
+TOUCHED_KEY: web.AppKey[dict[str, datetime]] = web.AppKey("api_token_touched", dict)
+
+
+def install(app: web.Application, per_minute: int) -> None:
+    app[LIMITER_KEY] = RateLimiter(per_minute)
+    app[TOUCHED_KEY] = {}
+
+
+def caller(request: web.Request) -> Caller:
+    return request[CALLER_KEY]
+
+
+def _unauthorized(message: str, error: str | None = None) -> web.Response:
+    challenge = 'Bearer realm="hub"' + (f', error="{error}"' if error else "")
+    return json_error(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def _authenticate(request: web.Request, token: str) -> Caller | None:
+    hub = request.app[HUB_KEY]
+    async with hub.db.read() as session:
+        staff = await staff_for_token(session, token)
+        if staff is not None:
+            session.expunge(staff)
+    if staff is None:
+        return None
+    digest = token_digest(token)
+    await _touch(request, digest)
+    return Caller(staff=staff, token_hash=digest)
+
+
+async def _touch(request: web.Request, digest: str) -> None:
+    """Record last use at most every TOUCH_EVERY per token and process, so reads stay reads."""
+    now = utcnow()
+    touched = request.app[TOUCHED_KEY]
+    last = touched.get(digest)
+    if last is not None and now - last < TOUCH_EVERY:
+        return
+    touched[digest] = now
+    if len(touched) > 10_000:
+        touched.clear()
+    async with request.app[HUB_KEY].db.transaction() as session:
+        await session.execute(
+            update(ApiToken).where(ApiToken.token_hash == digest,
+                                   or_(ApiToken.last_used_at.is_(None),
+                                       ApiToken.last_used_at < now - TOUCH_EVERY))
+            .values(last_used_at=now))
+
+
+def guarded(handler: Handler, roles: Collection[str] | None = None) -> Handler:
+    """Authenticate, rate-limit and role-check before `handler` runs."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        token = _bearer(request)
+        if token is None:
+            return _unauthorized("an API token is required: Authorization: Bearer <token>")
+        who = await _authenticate(request, token)
+        if who is None:
+            return _unauthorized("the API token is not valid or has been revoked",
+                                 "invalid_token")
+        wait = request.app[LIMITER_KEY].take(who.token_hash)
+        if wait > 0:
+            return json_error(429, "rate_limited", "too many requests for this token",
+                              headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        if roles is not None and who.role not in roles:
+            return json_error(403, "forbidden", f"this needs the role {' or '.join(roles)}")
+        request[CALLER_KEY] = who
+        return await handler(request)
+
+    return wrapper

@@ -1,0 +1,233 @@
+"""The staff API's wire format: pydantic models for every request body, query and response.
+
+Request models forbid unknown fields and coerce nothing (`strict`), so a typo or a wrong type is a
+400/422 that names the field. Query models are lax (query strings are text) but also forbid unknown
+parameters. Response models are what handlers build and what `hub.web.openapi` documents, so the
+OpenAPI document and the answers cannot drift apart. Field names follow CONTRACT.md exactly; fields
+beyond the contract are additions, never replacements.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ChannelName = Literal["email", "sms", "telegram", "webchat", "webform"]
+StatusName = Literal["open", "pending", "resolved", "closed"]
+RoleName = Literal["agent", "supervisor", "admin"]
+OutboxStateName = Literal["pending", "sending", "sent", "dead"]
+MAX_BODY_CHARS = 100_000
+
+
+class _NoNul(BaseModel):
+    """Text with NUL characters is refused: PostgreSQL cannot store it, and no citizen needs it."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+class RequestModel(_NoNul):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class QueryModel(_NoNul):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResponseModel(BaseModel):
+    """Times are timezone-aware UTC and serialise as ISO 8601 with `Z`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+class ReplyIn(RequestModel):
+    body: str = Field(min_length=1, max_length=MAX_BODY_CHARS, pattern=r"\S",
+                      description="The reply text sent to the citizen.")
+    channel: ChannelName | None = Field(
+        default=None, description="Send on this channel instead of the conversation's own.")
+
+
+class NoteIn(RequestModel):
+    body: str = Field(min_length=1, max_length=MAX_BODY_CHARS, pattern=r"\S",
+                      description="An internal note; never sent to the citizen.")
+
+
+class ClaimIn(RequestModel):
+    """Claim takes no fields; an empty body or `{}` is fine."""
+
+
+class AssignIn(RequestModel):
+    staff: str | None = Field(
+        max_length=320, description="Email of the staff member to assign; null unassigns.")
+
+
+class TransferIn(RequestModel):
+    queue: str = Field(min_length=1, max_length=64, description="Name of an existing queue.")
+
+
+class StatusIn(RequestModel):
+    status: StatusName
+
+
+class StaffIn(RequestModel):
+    email: str = Field(min_length=3, max_length=320)
+    name: str = Field(min_length=1, max_length=200)
+    role: RoleName
+    queues: list[str] = Field(default_factory=list, max_length=200)
+
+
+class ConversationQuery(QueryModel):
+    queue: str | None = Field(default=None, max_length=64)
+    status: StatusName | None = None
+    channel: ChannelName | None = None
+    q: str | None = Field(default=None, min_length=1, max_length=200,
+                          description="Case-insensitive text in the subject or a message body.")
+    limit: int = Field(default=25, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512,
+                               description="`next_cursor` of the previous page; opaque.")
+
+
+class OutboxQuery(QueryModel):
+    state: OutboxStateName = "dead"
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class ErrorBody(ResponseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(ResponseModel):
+    error: ErrorBody
+
+
+class IdentityOut(ResponseModel):
+    channel: str
+    address: str
+
+
+class ContactRef(ResponseModel):
+    id: int
+    name: str | None
+    identities: list[IdentityOut]
+
+
+class ConversationItem(ResponseModel):
+    id: int
+    reference: str
+    queue: str | None
+    status: str
+    priority: str
+    channel: str
+    subject: str | None
+    tags: list[str]
+    contact: ContactRef
+    assignee: str | None = Field(description="Email of the assigned staff member.")
+    created_at: datetime
+    last_message_at: datetime
+    resolved_at: datetime | None = None
+
+
+class ConversationList(ResponseModel):
+    items: list[ConversationItem]
+    next_cursor: str | None
+
+
+class AttachmentOut(ResponseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    url: str
+
+
+class MessageOut(ResponseModel):
+    id: int
+    direction: Literal["inbound", "outbound", "note"]
+    channel: str
+    body: str
+    created_at: datetime
+    delivery_status: str | None
+    delivery_error: str | None = Field(description="Why an outbound message failed, if it did.")
+    author: str | None = Field(description="Staff email for replies and notes.")
+    automatic: bool
+    attachments: list[AttachmentOut]
+
+
+class RoutingOut(ResponseModel):
+    rules_version: str | None
+    trace: list[Any]
+    decision: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConversationDetail(ConversationItem):
+    messages: list[MessageOut]
+    routing: RoutingOut
+
+
+class MessageCreated(ResponseModel):
+    message_id: int
+
+
+class QueueOut(ResponseModel):
+    name: str
+    title: str
+    open: int = Field(description="Conversations in the queue with status open.")
+    pending: int
+    declared: bool = Field(description="False when the queue was taken out of queues.toml.")
+    strategy: str
+
+
+class ContactDetail(ResponseModel):
+    id: int
+    name: str | None
+    language: str | None
+    created_at: datetime
+    identities: list[IdentityOut]
+    conversations: list[ConversationItem]
+
+
+class StaffOut(ResponseModel):
+    id: int
+    email: str
+    name: str
+    role: str
+    active: bool
+    queues: list[str]
+    created_at: datetime
+
+
+class StaffList(ResponseModel):
+    items: list[StaffOut]
+
+
+class OutboxItemOut(ResponseModel):
+    id: int
+    message_id: int
+    conversation_id: int
+    channel: str
+    state: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class OutboxList(ResponseModel):
+    items: list[OutboxItemOut]
+    next_cursor: str | None

@@ -1,0 +1,32 @@
+"""Fixtures for the staff API: a live aiohttp test server on the hub, and a populated world."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hub.app import Hub
+from hub.web.app import create_app
+from tests.web.world import World, build_world
+
+
+@pytest.fixture
+async def client(hub: Hub) -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(create_app(hub))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def world(hub: Hub) -> World:
+    return await build_world(hub)
+
+
+@pytest.fixture
+def settings_data(settings_data: dict[str, dict[str, object]],
+                  request: pytest.FixtureRequest) -> dict[str, dict[str, object]]:
+    """The rate-limit module runs with a tiny rate; everything else with the default."""
+    if request.module.__name__.endswith("test_rate_limit"):
+        settings_data["security"] = {"api_rate_per_minute": 3}
+    return settings_data

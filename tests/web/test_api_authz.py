@@ -1,0 +1,114 @@
+"""The authorization matrix: every API endpoint x every kind of caller, against a conversation in
+queue `roads`. Members, supervisors and admins act; the outsider (an agent of `taxes`) gets 404 or
+a list without it; role-gated endpoints answer 403; no or bad tokens 401. After every refusal the
+database is unchanged and the answer does not contain the conversation's reference or text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from hub.web.api import ROUTES
+from tests.web.world import World, call, snapshot
+
+CALLERS = ("agent", "outsider", "supervisor", "admin", "none", "garbage", "revoked")
+CONV = "/api/v1/conversations/{conv}"
+NEW_STAFF = {"email": "new@city.example", "name": "New", "role": "agent", "queues": ["roads"]}
+
+# kind: conv = acts on the roads conversation (outsider 404); list = filtered for the outsider;
+# admin / supervisor = role-gated (403 below the role).
+ENDPOINTS: list[tuple[str, str, str, Any, int, str]] = [
+    # name           method  path                                  body            ok   kind
+    ("detail",       "GET",  CONV,                                 None,           200, "conv"),
+    ("reply",        "POST", CONV + "/replies",                    {"body": "Hi"}, 202, "conv"),
+    ("note",         "POST", CONV + "/notes",                      {"body": "n"},  201, "conv"),
+    ("claim",        "POST", CONV + "/claim",                      None,           200, "conv"),
+    ("assign",       "POST", CONV + "/assign",          {"staff": "agent@city.example"}, 200,
+     "conv"),
+    ("transfer",     "POST", CONV + "/transfer",                   {"queue": "general"}, 200,
+     "conv"),
+    ("status",       "POST", CONV + "/status",            {"status": "resolved"}, 200, "conv"),
+    ("contact",      "GET",  "/api/v1/contacts/{contact}",         None,           200, "conv"),
+    ("attachment",   "GET",  "/api/v1/attachments/{attachment}",   None,           200, "conv"),
+    ("list",         "GET",  "/api/v1/conversations",              None,           200, "list"),
+    ("search",       "GET",  "/api/v1/conversations?q=POTHOLE",    None,           200, "list"),
+    ("by queue",     "GET",  "/api/v1/conversations?queue=roads",  None,           200, "list"),
+    ("queues",       "GET",  "/api/v1/queues",                     None,           200, "list"),
+    ("shared contact", "GET", "/api/v1/contacts/{both}",           None,           200, "list"),
+    ("staff list",   "GET",  "/api/v1/staff",                      None,           200, "admin"),
+    ("staff add",    "POST", "/api/v1/staff",                      NEW_STAFF,      201, "admin"),
+    ("outbox",       "GET",  "/api/v1/outbox?state=dead",          None,           200,
+     "supervisor"),
+]
+
+ALLOWED = {
+    "conv": {"agent", "supervisor", "admin"},
+    "list": {"agent", "outsider", "supervisor", "admin"},
+    "admin": {"admin"},
+    "supervisor": {"supervisor", "admin"},
+}
+SEES_ROADS = {"agent", "supervisor", "admin"}
+
+
+def expected_refusal(who: str, kind: str) -> int:
+    if who in ("none", "garbage", "revoked"):
+        return 401
+    return 404 if kind == "conv" else 403
+
+
+def token_for(world: World, who: str) -> str | None:
+    return {"none": None, "garbage": "hub_" + "x" * 43}.get(who, world.tokens.get(who))
+
+
+async def roads_references(client: TestClient, world: World) -> list[str]:
+    """References of both conversations in queue `roads` (the outsider must never see them)."""
+    found = []
+    for conversation_id in (world.conv, world.roads_conv_of_both):
+        _, body, _ = await call(client, "GET", f"/api/v1/conversations/{conversation_id}",
+                                world.tokens["supervisor"])
+        found.append(body["reference"])
+    return found
+
+
+def fill(path: str, world: World) -> str:
+    return path.format(conv=world.conv, contact=world.conv_contact,
+                       attachment=world.attachment, both=world.both_contact)
+
+
+@pytest.mark.parametrize("who", CALLERS)
+@pytest.mark.parametrize(("name", "method", "path", "body", "ok", "kind"), ENDPOINTS,
+                         ids=[e[0] for e in ENDPOINTS])
+async def test_matrix(client: TestClient, world: World, who: str, name: str, method: str,
+                      path: str, body: Any, ok: int, kind: str) -> None:
+    references = await roads_references(client, world)
+    before = await snapshot(world.hub)
+    status, answer, headers = await call(client, method, fill(path, world),
+                                         token_for(world, who), body)
+    after = await snapshot(world.hub)
+    shown = str(answer)
+    if who in ALLOWED[kind]:
+        assert status == ok, answer
+        if kind == "list" and name != "queues":
+            assert any(r in shown for r in references) == (who in SEES_ROADS), shown
+        if name == "queues":
+            assert ("'roads'" in shown) == (who in SEES_ROADS), shown
+        if method == "POST":
+            assert after != before
+        return
+    assert status == expected_refusal(who, kind), answer
+    assert set(answer) == {"error"} and set(answer["error"]) == {"code", "message"}
+    assert not any(r in shown for r in references) and "Pothole" not in shown
+    assert after == before
+    if status == 401:
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_every_api_route_is_in_the_matrix() -> None:
+    covered = {(method, path.split("?")[0]) for _, method, path, *_ in ENDPOINTS}
+    routes = {(r.method, r.path.replace("{id}", "{x}")) for r in ROUTES if not r.public}
+    normalised = {(m, p.replace("{conv}", "{x}").replace("{contact}", "{x}")
+                   .replace("{attachment}", "{x}").replace("{both}", "{x}")) for m, p in covered}
+    assert routes == normalised
