@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +32,7 @@ from hub.model import (
     DeliveryStatus,
     Direction,
     InboundMessage,
+    utcnow,
 )
 from hub.routing import (
     ConversationSnapshot,
@@ -139,8 +143,8 @@ class Intake:
             bounced = await self._store_delivery_report(session, msg, report)
             if bounced is not None:
                 return bounced
-        contact = await self._contact_for(session, msg)
-        conversation, rule, is_new = await self._thread(session, msg, contact)
+        contact_id = await self._contact_for(session, msg)
+        conversation, rule, is_new = await self._thread(session, msg, contact_id)
         message = _message_row(msg, conversation.id, rule)
         session.add(message)
         await session.flush()
@@ -156,7 +160,7 @@ class Intake:
             _file_unmatched_report(conversation, self._default_queue(self._router()))
             outbox_ids: list[int] = []
         else:
-            outbox_ids = await self._route(session, msg, conversation, message, contact, is_new)
+            outbox_ids = await self._route(session, msg, conversation, message, contact_id, is_new)
         if is_new and self._ack is not None and not msg.automatic and not conversation.spam:
             outbox_ids += await self._ack.acknowledge(session, conversation, msg)
         await session.flush()
@@ -187,28 +191,29 @@ class Intake:
                             reference=conversation.reference)
         return _Stored(accepted, [], conversation.queue)
 
-    async def _contact_for(self, session: AsyncSession, msg: InboundMessage) -> Contact:
+    async def _contact_for(self, session: AsyncSession, msg: InboundMessage) -> int:
+        """The contact id for the sender, created with its identity on first contact."""
         contact = await session.scalar(
             select(Contact).join(Identity, Identity.contact_id == Contact.id)
             .where(Identity.channel == msg.channel, Identity.address == msg.sender))
         if contact is None:
-            identity = await _create_contact(session, msg.channel, msg.sender, msg.sender_name)
-            contact = await session.get_one(Contact, identity.contact_id)
-        if msg.sender_name and not contact.name:
-            contact.name = msg.sender_name[:200]
-        if msg.language and not contact.language:
-            contact.language = msg.language
+            contact_id = await _create_contact(session, msg)
+        else:
+            contact_id = contact.id
+            if msg.sender_name and not contact.name:
+                contact.name = msg.sender_name[:200]
+            if msg.language and not contact.language:
+                contact.language = msg.language
         for channel, address in msg.extra_identities:
             try:
                 address = normalize_address(channel, address)
             except InvalidAddress:
                 continue
-            if await _identity(session, channel, address) is None:
-                await _add_identity(session, contact.id, channel, address)
-        return contact
+            await _claim_identity(session, contact_id, channel, address)
+        return contact_id
 
     async def _thread(self, session: AsyncSession, msg: InboundMessage,
-                      contact: Contact) -> tuple[Conversation, str, bool]:
+                      contact_id: int) -> tuple[Conversation, str, bool]:
         """Find the conversation this message continues, or open a new one; name the rule."""
         found: Conversation | None = None
         rule = "new"
@@ -220,9 +225,9 @@ class Intake:
             if conv_id is not None:
                 found, rule = await session.get(Conversation, conv_id), "reply_token"
         if found is None and hints.reference:
-            found, rule = await _by_reference(session, hints.reference, contact.id), "reference"
+            found, rule = await _by_reference(session, hints.reference, contact_id), "reference"
         if found is None and hints.continue_latest:
-            found, rule = await _latest(session, msg.channel, contact.id), "latest"
+            found, rule = await _latest(session, msg.channel, contact_id), "latest"
         now = msg.received_at
         if found is not None and self._can_continue(found, now):
             if found.status == ConversationStatus.RESOLVED.value:
@@ -232,7 +237,7 @@ class Intake:
                 found.status = ConversationStatus.OPEN.value
             return found, rule, False
         conversation = Conversation(
-            reference=new_reference(), contact_id=contact.id, channel=msg.channel,
+            reference=new_reference(), contact_id=contact_id, channel=msg.channel,
             status=ConversationStatus.OPEN.value, priority="normal", tags=[],
             subject=(msg.subject or None) and msg.subject[:998], language=msg.language,
             created_at=now, last_message_at=now,
@@ -250,17 +255,17 @@ class Intake:
         return False
 
     async def _route(self, session: AsyncSession, msg: InboundMessage, conversation: Conversation,
-                     message: Message, contact: Contact, is_new: bool) -> list[int]:
+                     message: Message, contact_id: int, is_new: bool) -> list[int]:
         router = self._router()
         ctx = RoutingContext(
             message=msg,
             conversation=_snapshot(conversation, is_new),
-            contact_id=contact.id,
+            contact_id=contact_id,
             now=msg.received_at,
-            recent_inbound=await _recent_inbound(session, contact.id, message.id,
+            recent_inbound=await _recent_inbound(session, contact_id, message.id,
                                                  router.history_days, msg.received_at),
             sent_auto_replies=(
-                await _live_once_per_keys(session, msg.received_at, contact.id, conversation.id)
+                await _live_once_per_keys(session, msg.received_at, contact_id, conversation.id)
                 if getattr(router, "uses_once_per", True) else frozenset()),
         )
         try:
@@ -295,38 +300,41 @@ async def _find_existing(session: AsyncSession, msg: InboundMessage) -> Accepted
     return Accepted(message_id=row[0], conversation_id=row[1], reference=row[2], duplicate=True)
 
 
-async def _identity(session: AsyncSession, channel: str, address: str) -> Identity | None:
-    return await session.scalar(
-        select(Identity).where(Identity.channel == channel, Identity.address == address))
+def _insert_ignoring_conflict(session: AsyncSession, **values: object) -> Any:
+    """INSERT INTO identities ... ON CONFLICT DO NOTHING RETURNING contact_id.
+
+    No savepoint and no exception when a concurrent intake took the identity first: on
+    PostgreSQL the insert waits for that transaction and then inserts nothing.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (insert(Identity).values(created_at=utcnow(), **values)
+            .on_conflict_do_nothing(index_elements=["channel", "address"])
+            .returning(Identity.contact_id))
 
 
-async def _create_contact(session: AsyncSession, channel: str, address: str,
-                          name: str | None) -> Identity:
-    try:
-        async with session.begin_nested():
-            contact = Contact(name=(name or None) and name[:200])
-            session.add(contact)
-            await session.flush()
-            identity = Identity(contact_id=contact.id, channel=channel, address=address)
-            session.add(identity)
-            await session.flush()
-            return identity
-    except IntegrityError:
-        # A concurrent intake created this identity first; use theirs.
-        existing = await _identity(session, channel, address)
-        if existing is None:
-            raise
-        return existing
+async def _create_contact(session: AsyncSession, msg: InboundMessage) -> int:
+    name = (msg.sender_name or None) and msg.sender_name[:200]  # type: ignore[index]
+    contact_id = await session.scalar(
+        insert(Contact).values(name=name, language=msg.language, created_at=utcnow())
+        .returning(Contact.id))
+    won = await session.scalar(_insert_ignoring_conflict(
+        session, contact_id=contact_id, channel=msg.channel, address=msg.sender))
+    if won is not None:
+        return int(won)
+    # Another intake created this sender a moment ago: use theirs, drop ours.
+    await session.execute(delete(Contact).where(Contact.id == contact_id))
+    existing = await session.scalar(select(Identity.contact_id).where(
+        Identity.channel == msg.channel, Identity.address == msg.sender))
+    assert existing is not None
+    return int(existing)
 
 
-async def _add_identity(session: AsyncSession, contact_id: int, channel: str,
-                        address: str) -> None:
-    try:
-        async with session.begin_nested():
-            session.add(Identity(contact_id=contact_id, channel=channel, address=address))
-            await session.flush()
-    except IntegrityError:
-        pass  # taken meanwhile by another contact: never move an identity silently
+async def _claim_identity(session: AsyncSession, contact_id: int, channel: str,
+                          address: str) -> None:
+    # Taken by another contact already: never move an identity silently.
+    await session.execute(_insert_ignoring_conflict(
+        session, contact_id=contact_id, channel=channel, address=address))
 
 
 async def _by_refs(session: AsyncSession, channel: str,
