@@ -45,6 +45,7 @@ from hub.sanitize import sanitize_html
 from hub.status import record_status
 from hub.storage.blobs import BlobStore
 from hub.storage.db import Database
+from hub.storage.groupcommit import GroupCommit
 from hub.storage.tables import (
     Attachment,
     AutoReplyLog,
@@ -96,6 +97,8 @@ class Intake:
         self._ack = acknowledger
         self._on_outbox = on_outbox
         self._events = events
+        # SQLite has one writer: concurrent messages share a commit instead of queueing for one.
+        self._group = GroupCommit(db) if db.is_sqlite else None
 
     async def accept(self, msg: InboundMessage) -> Accepted:
         _check(msg)
@@ -117,6 +120,8 @@ class Intake:
     async def _store_once(self, msg: InboundMessage, blob_ids: list[str]) -> _Stored:
         try:
             # No look-up first: the unique constraint catches a retry, and retries are rare.
+            if self._group is not None:
+                return await self._group.run(lambda session: self._store(session, msg, blob_ids))
             async with self.db.transaction() as session:
                 return await self._store(session, msg, blob_ids)
         except IntegrityError:
