@@ -280,11 +280,18 @@ class Intake:
             fallback = DefaultQueueRouter(self._default_queue(router))
             decision = fallback.decide(ctx)
             decision.trace.append({"error": f"rule engine failed: {type(exc).__name__}"})
+        inbox_queue = msg.meta.get("inbox_queue") if is_new and msg.meta else None
+        if inbox_queue and not decision.spam and decision.queue in (None, self._default_queue(router)):
+            # The address it was sent to ([smtp] inboxes) is the default where no rule chose.
+            decision.queue = str(inbox_queue)
+            decision.trace.append({"rule": "smtp.inboxes", "matched": True,
+                                   "actions": {"queue": decision.queue}})
         return await apply_decision(session, conversation, message, decision, now=msg.received_at)
 
     @staticmethod
     def _default_queue(router: Router) -> str:
-        return str(getattr(router, "default_queue", "general"))
+        return str(getattr(router, "default_queue_name", None)
+                   or getattr(router, "default_queue", "general"))
 
 
 def _check(msg: InboundMessage) -> None:

@@ -28,9 +28,10 @@ class QueueDeclaration:
 
 def declared_queues(hub: Hub) -> list[QueueDeclaration]:
     declared = list(getattr(hub.rules, "queue_declarations", lambda: [])())
-    default = hub.settings.routing.default_queue
-    if all(q.name != default for q in declared):
-        declared.append(QueueDeclaration(default, default.replace("_", " ").title()))
+    wanted = [hub.settings.routing.default_queue, *hub.settings.smtp.inboxes.values()]
+    for name in wanted:  # queues named in config exist even when no rule file declares them
+        if all(q.name != name for q in declared):
+            declared.append(QueueDeclaration(name, name.replace("_", " ").title()))
     return declared
 
 

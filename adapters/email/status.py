@@ -117,7 +117,7 @@ def _original_ids(msg: Message, text: str | None = None) -> list[str]:
         ctype = ctype_of(part)
         if ctype == "message/rfc822":
             inner = part.get_payload()
-            if isinstance(inner, list) and inner:
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 ids += _ids_in_headers(inner[0])
         elif ctype == "text/rfc822-headers":
             ids += _ids_in_headers(HeaderParser(policy=compat32).parsestr(decode_part(part)))

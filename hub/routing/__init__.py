@@ -100,6 +100,7 @@ class DefaultQueueRouter:
 
     def __init__(self, queue: str) -> None:
         self._queue = queue
+        self.default_queue_name = queue
 
     @property
     def version(self) -> str:

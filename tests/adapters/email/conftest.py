@@ -1,21 +1,29 @@
 """Fixtures for the email channel: the shared corpus, a fake intake, the SMTP server on the
-test's own loop, and a local aiosmtpd relay that captures (or refuses) outgoing mail."""
+test's own loop, a local aiosmtpd relay that captures (or refuses) outgoing mail, and the real
+hub (`live`) with its SMTP intake on the test's loop and its relay pointed at that relay."""
 
 from __future__ import annotations
 
 import asyncio
 import mailbox
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from email.utils import make_msgid
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import cast
 
+import aiosmtplib
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from hub.adapters.email.inbound import SmtpHandler, SmtpServer
+from hub.adapters.email.inbound import EmailAdapter, SmtpHandler, SmtpServer
 from hub.adapters.email.normalize import EmailLimits
+from hub.app import Hub
+from hub.config import Settings
 from hub.model import Accepted, InboundMessage
 
 CORPUS = Path(os.environ.get("HUB_CORPUS_DIR",
@@ -51,8 +59,11 @@ def corpus_mails() -> list[CorpusMail]:
     for path in sorted((CORPUS / "cpython-test-email-data").glob("msg_*.txt")):
         mails.append(CorpusMail(f"cpython/{path.name}", path.read_bytes()))
     box = mailbox.mbox(CORPUS / "cpython-test-email-data" / "mailbox_01.mbox", create=False)
-    for key in box.iterkeys():
-        mails.append(CorpusMail(f"cpython/mailbox_01.mbox#{key}", box.get_bytes(key)))
+    try:
+        for key in box.iterkeys():
+            mails.append(CorpusMail(f"cpython/mailbox_01.mbox#{key}", box.get_bytes(key)))
+    finally:
+        box.close()
     for folder in ("spamscope-mail-parser", "django-helpdesk"):
         for path in sorted((CORPUS / folder).iterdir()):
             mails.append(CorpusMail(f"{folder}/{path.name}", path.read_bytes()))
@@ -122,9 +133,9 @@ def fake_intake() -> FakeIntake:
 
 async def start_smtp(intake: object, *, max_message_bytes: int = 5_000_000,
                      limits: EmailLimits = LIMITS, **kwargs: object) -> tuple[SmtpServer, int]:
-    handler = SmtpHandler(intake, limits, SECRET)  # type: ignore[arg-type]
+    handler = SmtpHandler(intake, limits, SECRET)
     server = SmtpServer(handler, host="127.0.0.1", port=0,
-                        max_message_bytes=max_message_bytes, **kwargs)  # type: ignore[arg-type]
+                        max_message_bytes=max_message_bytes, **kwargs)
     bound = await server.start()
     return server, int(bound[0][1])
 
@@ -176,3 +187,100 @@ async def relay() -> AsyncIterator[Relay]:
 @pytest.fixture(scope="session")
 def corpus() -> Iterator[list[CorpusMail]]:
     yield corpus_mails()
+
+
+# -- the real hub: SMTP intake on the test's loop, real database, the relay above -------------
+
+
+CITIZEN = "ana.perez@example.org"
+HELP = f"help@{DOMAIN}"
+FROM_HEADER = f"City Hall <{HELP}>"
+HUB_MAX_MESSAGE_BYTES = 1_000_000
+
+
+@dataclass
+class LiveHub:
+    """A started Hub (real EmailAdapter, real database) and the relay capturing its mail."""
+
+    hub: Hub
+    port: int
+    relay: Relay
+
+    async def send(self, raw: bytes, *, sender: str = CITIZEN,
+                   rcpt: str = HELP) -> tuple[int, str]:
+        return await send_mail(self.port, raw, sender=sender, rcpt=rcpt)
+
+    async def outgoing(self) -> list[EmailMessage]:
+        """Run every pending delivery job, then every mail the relay captured, oldest first."""
+        await self.hub.jobs.drain()
+        return [parse_captured(envelope) for envelope in self.relay.handler.received]
+
+
+async def send_mail(port: int, raw: bytes, *, sender: str = CITIZEN,
+                    rcpt: str = HELP) -> tuple[int, str]:
+    """(code, text) of the server's final answer to one delivery, success or refusal."""
+    try:  # a client object, not aiosmtplib.send(): that refuses the bounces' empty sender
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30) as client:
+            _errors, response = await client.sendmail(sender, [rcpt], raw)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        return exc.recipients[0].code, exc.recipients[0].message
+    except aiosmtplib.SMTPResponseException as exc:
+        return exc.code, exc.message
+    return 250, response
+
+
+def parse_captured(envelope: Envelope) -> EmailMessage:
+    content = envelope.original_content or b""
+    return cast(EmailMessage, BytesParser(policy=policy.default).parsebytes(content))
+
+
+def citizen_mail(
+    body: str = "There is a deep pothole in front of number 12.",
+    *,
+    from_: str = f"Ana Pérez <{CITIZEN}>",
+    to: str = HELP,
+    subject: str = "Pothole on Main St",
+    headers: dict[str, str] | None = None,
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+) -> tuple[bytes, str]:
+    """(raw bytes with CRLF line ends, the bare Message-ID) of a mail as a client sends it."""
+    mail = EmailMessage()
+    mail["From"] = from_
+    mail["To"] = to
+    mail["Subject"] = subject
+    mail["Date"] = formatdate(usegmt=True)
+    message_id = make_msgid(domain="example.org")
+    mail["Message-ID"] = message_id
+    for name, value in (headers or {}).items():
+        mail[name] = value
+    mail.set_content(body)
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        mail.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return mail.as_bytes(policy=policy.SMTP), message_id.strip("<>")
+
+
+def live_settings(settings_data: dict[str, dict[str, object]], relay_port: int) -> Settings:
+    settings_data["smtp"] = {"enabled": True, "host": "127.0.0.1", "port": 0,
+                             "domains": [DOMAIN], "max_message_bytes": HUB_MAX_MESSAGE_BYTES,
+                             "max_attachment_bytes": 500_000,
+                             "inboxes": {f"roads@{DOMAIN}": "roads"}}
+    settings_data["email"] = {"acknowledge": True, "from": FROM_HEADER,
+                              "relay_host": "127.0.0.1", "relay_port": relay_port,
+                              "relay_timeout_seconds": 10}
+    return Settings.model_validate(settings_data)
+
+
+@pytest.fixture
+async def live(settings_data: dict[str, dict[str, object]],
+               relay: Relay) -> AsyncIterator[LiveHub]:
+    """`Hub(settings)` as `hub serve` builds it: the configured adapters, started on this loop."""
+    hub = Hub(live_settings(settings_data, relay.port))
+    await hub.start()
+    try:
+        adapter = hub.adapters.get("email")
+        assert isinstance(adapter, EmailAdapter), "smtp.enabled must configure the email adapter"
+        assert adapter.bound_port is not None
+        yield LiveHub(hub, adapter.bound_port, relay)
+    finally:
+        await hub.stop()
