@@ -271,7 +271,7 @@ class Intake:
                                                  router.history_days, msg.received_at),
             sent_auto_replies=(
                 await _live_once_per_keys(session, msg.received_at, contact_id, conversation.id)
-                if getattr(router, "uses_once_per", True) else frozenset()),
+                if router.uses_once_per else frozenset()),
         )
         try:
             decision = router.decide(ctx)

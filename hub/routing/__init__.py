@@ -92,6 +92,11 @@ class Router(Protocol):
         """How far back `recent_inbound` must reach (0: the intake skips that query)."""
         ...
 
+    @property
+    def uses_once_per(self) -> bool:
+        """Whether any rule can auto-reply (False: the intake skips the once_per query)."""
+        ...
+
     def decide(self, ctx: RoutingContext) -> RoutingDecision: ...
 
 

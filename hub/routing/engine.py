@@ -225,6 +225,7 @@ class RuleSet:
         self.calendars = calendars
         self.root = root
         self.phases = {p: PhaseIndex([r for r in rules if r.phase == p]) for p in PHASES}
+        self._uses_once_per = any(r.then.auto_reply for r in rules)
         self._default_clock = Calendar(
             name="wall-clock",
             tz=env.zone(settings.timezone),
@@ -238,6 +239,10 @@ class RuleSet:
     @property
     def history_days(self) -> int:
         return self.env.history_days
+
+    @property
+    def uses_once_per(self) -> bool:
+        return self._uses_once_per
 
     # ------------------------------------------------------------------ decide
 

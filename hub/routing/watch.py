@@ -57,6 +57,10 @@ class RuleReloader:
         return live.history_days if live else 0
 
     @property
+    def uses_once_per(self) -> bool:
+        return self.current.uses_once_per if self.current else False
+
+    @property
     def default_queue_name(self) -> str:
         return self.current.default_queue if self.current else self.default_queue
 
