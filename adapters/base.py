@@ -1,17 +1,27 @@
 """The adapter boundary: the protocol every channel implements, its capability flags and errors.
 
 An adapter knows its provider and nothing of storage or routing. Inbound, it hands
-`InboundMessage`s to an `IntakeSink`; outbound, a delivery job calls `send` and reads the
-adapter's transient/permanent verdict from the exception it raises.
+`InboundMessage`s to an `IntakeSink`, or commits the raw payload to a `SpoolSink` first and
+parses it later in `parse_spooled` (where parsing costs more than the acknowledgment should
+wait); outbound, a delivery job calls `send` and reads the adapter's transient/permanent
+verdict from the exception it raises.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from hub.model import Accepted, InboundMessage, OutboundMessage, SendResult
+from hub.model import (
+    Accepted,
+    InboundMessage,
+    OutboundMessage,
+    SendResult,
+    SpoolItem,
+    SpoolReceipt,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -52,6 +62,23 @@ class IntakeSink(Protocol):
     async def accept(self, msg: InboundMessage) -> Accepted: ...
 
 
+class SpoolSink(Protocol):
+    """Commits what was received, as received, so the channel can acknowledge before parsing."""
+
+    async def put(self, item: SpoolItem) -> SpoolReceipt: ...
+
+
+class Spooling(Protocol):
+    """An adapter that spools its raw input turns a spooled payload back into a message later.
+
+    Must not raise for bad input (a malformed payload becomes a flagged message)."""
+
+    name: str
+
+    def parse_spooled(self, payload: bytes, envelope: Mapping[str, Any],
+                      received_at: datetime) -> InboundMessage: ...
+
+
 @runtime_checkable
 class ChannelAdapter(Protocol):
     """What the hub needs of a channel. Optional abilities are `capabilities`, not stub methods."""
@@ -73,7 +100,7 @@ class ServesHttp(Protocol):
 class RunsOnLoop(Protocol):
     """An adapter with its own listener (SMTP server, Telegram polling) started with the hub."""
 
-    async def start(self, intake: IntakeSink) -> list[str]:
+    async def start(self, intake: IntakeSink, spool: SpoolSink) -> list[str]:
         """Start listening; return human-readable addresses for the start-up banner."""
         ...
 

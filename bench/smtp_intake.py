@@ -1,9 +1,11 @@
-"""SMTP intake throughput: the hub's SMTP server (real Intake, SQLite) against a bare aiosmtpd
-sink that discards, measured by the same client in the same run.
+"""SMTP intake throughput: the hub's SMTP server (real spool and intake, SQLite) against a bare
+aiosmtpd sink that discards, measured by the same client in the same run.
 
 The client runs in a separate process (smtplib, one thread per concurrent sender) so that it
 does not share the servers' event loop. Two modes: a new connection per message, and one
-reused connection per sender thread. Prints rates and the hub/sink ratio (goal: >= 0.6).
+reused connection per sender thread. Prints the rate of 250s (the hub answers 250 once the
+mail is committed to its spool) and the hub/sink ratio (goal: >= 0.6), and how long the hub
+took until every mail was also worked into a conversation (parsed, threaded, routed, stored).
 Figures only; nothing here asserts on timings.
 
     python bench/smtp_intake.py [-n 1000] [-c 8]
@@ -101,7 +103,7 @@ async def bench_sink(pool: Any, count: int, concurrency: int) -> dict[str, tuple
 
 
 async def bench_hub(pool: Any, count: int, concurrency: int,
-                    workdir: Path) -> dict[str, tuple[float, int]]:
+                    workdir: Path) -> tuple[dict[str, tuple[float, int]], dict[str, float]]:
     from hub.app import Hub
     from hub.config import Settings
 
@@ -114,10 +116,17 @@ async def bench_hub(pool: Any, count: int, concurrency: int,
     })
     hub = Hub(settings)
     await hub.start()
+    port = hub.adapters.get("email").bound_port  # type: ignore[union-attr]
+    acked: dict[str, tuple[float, int]] = {}
+    worked: dict[str, float] = {}
     try:
-        port = hub.adapters.get("email").bound_port  # type: ignore[union-attr]
-        return {mode: await _measure(pool, port, count, concurrency, mode == "reused")
-                for mode in ("new", "reused")}
+        for mode in ("new", "reused"):
+            started = time.perf_counter()
+            acked[mode] = await _measure(pool, port, count, concurrency, mode == "reused")
+            while hub.spool.backlog:  # noqa: ASYNC110 (a figure to poll, not an event)
+                await asyncio.sleep(0.005)
+            worked[mode] = time.perf_counter() - started
+        return acked, worked
     finally:
         await hub.stop()
 
@@ -127,14 +136,17 @@ async def main(count: int, concurrency: int) -> None:
     with ctx.Pool(1) as pool, tempfile.TemporaryDirectory() as tmp:
         await _measure(pool, 1, 0, 1, True)  # warm the client process up
         sink = await bench_sink(pool, count, concurrency)
-        hub = await bench_hub(pool, count, concurrency, Path(tmp))
+        hub, worked = await bench_hub(pool, count, concurrency, Path(tmp))
     print(f"SMTP intake, {count} messages, {concurrency} concurrent client(s), SQLite")
-    print(f"{'mode':<8} {'bare sink msg/s':>16} {'hub msg/s':>10} {'ratio':>6} {'errors':>7}")
+    print(f"{'mode':<8} {'bare sink msg/s':>16} {'hub 250 msg/s':>14} {'ratio':>6} "
+          f"{'hub worked msg/s':>17} {'errors':>7}")
     for mode in ("new", "reused"):
         sink_rate = count / sink[mode][0]
         hub_rate = count / hub[mode][0]
-        print(f"{mode:<8} {sink_rate:16.0f} {hub_rate:10.0f} {hub_rate / sink_rate:6.2f} "
-              f"{sink[mode][1] + hub[mode][1]:7d}")
+        print(f"{mode:<8} {sink_rate:16.0f} {hub_rate:14.0f} {hub_rate / sink_rate:6.2f} "
+              f"{count / worked[mode]:17.0f} {sink[mode][1] + hub[mode][1]:7d}")
+    print("hub 250 msg/s: mails committed to the spool and answered 250, as the client saw them;"
+          "\nhub worked msg/s: the same mails until all were parsed, threaded, routed and stored.")
 
 
 if __name__ == "__main__":

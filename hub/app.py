@@ -24,6 +24,7 @@ from hub.events import EventBus
 from hub.intake import Intake
 from hub.jobs import InProcessJobs, Jobs, RQJobs
 from hub.routing import DefaultQueueRouter, Router
+from hub.spool import Spool, SpoolWorker, WorkPolicy
 from hub.storage.blobs import BlobStore
 from hub.storage.db import Database, upgrade
 
@@ -77,6 +78,12 @@ class Hub:
             on_outbox=self.jobs.submit_delivery,
             events=self.events,
         )
+        self.spool = Spool(self.db, max_backlog=settings.spool.max_backlog)
+        self.spool_worker = SpoolWorker(
+            self.spool, self.intake,
+            {a.name: a.parse_spooled for a in self.adapters if hasattr(a, "parse_spooled")},
+            policy=WorkPolicy(quiet=settings.spool.quiet_ms / 1000,
+                              max_delay=settings.spool.max_delay_seconds))
         self._background: list[asyncio.Task[None]] = []
         self._listeners: list[Any] = []
         self._loop_thread: _LoopThread | None = None
@@ -123,10 +130,11 @@ class Hub:
         await self.prepare()
         addresses: list[str] = []
         if listeners:
+            await self.spool_worker.start()
             for adapter in self.adapters:
                 start = getattr(adapter, "start", None)
                 if start is not None:
-                    addresses += await start(self.intake)
+                    addresses += await start(self.intake, self.spool)
                     self._listeners.append(adapter)
         self._background.append(asyncio.create_task(self._maintenance_loop()))
         return addresses
@@ -142,6 +150,7 @@ class Hub:
         for adapter in self._listeners:
             await adapter.stop()
         self._listeners.clear()
+        await self.spool_worker.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -148,6 +148,13 @@ class OutboxSection(Section):
     stale_after_seconds: float = Field(default=120.0, gt=0)
 
 
+class SpoolSection(Section):
+    quiet_ms: int = Field(default=50, ge=0)
+    max_delay_seconds: float = Field(default=2.0, ge=0)
+    max_backlog: int = Field(default=10_000, ge=1)
+    keep_days: int = Field(default=7, ge=1)
+
+
 class SecuritySection(Section):
     session_hours: int = Field(default=12, ge=1)
     api_rate_per_minute: int = Field(default=600, ge=1)
@@ -165,6 +172,7 @@ class Settings(Section):
     telegram: TelegramSection = TelegramSection()
     routing: RoutingSection = RoutingSection()
     outbox: OutboxSection = OutboxSection()
+    spool: SpoolSection = SpoolSection()
     security: SecuritySection = SecuritySection()
 
     @property

@@ -20,3 +20,7 @@ DELIVERIES = Counter("hub_deliveries", "Delivery attempts by channel and outcome
                      ["channel", "outcome"], registry=REGISTRY)
 DELIVERY_FAILURES = Counter("hub_delivery_failures", "Failed delivery attempts",
                             ["channel", "kind"], registry=REGISTRY)
+SPOOL_PENDING = Gauge("hub_spool_pending", "Inbound items committed but not yet worked",
+                      registry=REGISTRY)
+SPOOL_FAILED = Counter("hub_spool_failed", "Inbound items set aside after repeated failures",
+                       registry=REGISTRY)

@@ -122,6 +122,25 @@ class InboundMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class SpoolItem:
+    """What a channel received, as received: committed before the channel acknowledges it."""
+
+    channel: str
+    dedupe_key: str  # a resend of the same item has the same key (e.g. Message-ID + sender)
+    payload: bytes
+    envelope: dict[str, Any] = field(default_factory=dict)  # JSON-able transport details
+    received_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolReceipt:
+    """The spool's answer, given only after the item is committed."""
+
+    spool_id: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     """The intake's answer to an adapter, given only after the message is committed."""
 

@@ -70,8 +70,14 @@ async def fire_timers(hub: Hub) -> int:
     return int(fired or 0)
 
 
+async def purge_spool(hub: Hub) -> int:
+    from hub.spool import purge_worked
+
+    return await purge_worked(hub.db, timedelta(days=hub.settings.spool.keep_days))
+
+
 async def run_once(hub: Hub) -> None:
-    for step in (sweep_outbox, fire_timers, refresh_outbox_gauge):
+    for step in (sweep_outbox, fire_timers, refresh_outbox_gauge, purge_spool):
         try:
             await step(hub)
         except Exception:

@@ -2,9 +2,11 @@
 
 This module owns the SMTP conversation with the sending mail server: which recipients we take
 (our domains only: no relaying), the size and line-length limits, STARTTLS, and the reply
-codes. The rule that matters most: 250 is answered only after the intake committed the
-message; when it could not, 451 4.3.0 makes the sender retry later, and the retry is
-recognised by its dedupe key and stored once.
+codes. The rule that matters most: 250 is answered only after the mail is committed, as
+received, to the hub's spool (one commit shared by every mail that arrived meanwhile); when it
+could not be, 451 4.3.0 makes the sender retry later, and the retry is stored once. Parsing,
+threading and routing happen right behind the 250 (`parse_spooled`, called by the spool
+worker), so a slow or strange mail never holds up the SMTP dialogue.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ import asyncio
 import logging
 import ssl
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from hub.adapters.base import Capability, IntakeSink
+from hub.adapters.base import Capability, IntakeSink, SpoolSink
 from hub.config import Settings
-from hub.model import InboundMessage, OutboundMessage, SendResult
+from hub.model import InboundMessage, OutboundMessage, SendResult, SpoolItem
 
-from .normalize import EmailLimits, parse_email
+from .normalize import EmailLimits, parse_email, spool_key
 from .outbound import RelaySender
 
 log = logging.getLogger(__name__)
@@ -32,9 +35,10 @@ log = logging.getLogger(__name__)
 # citizen's mail. We accept lines up to 1 MiB (capped by the message size); the message size
 # limit (552) is the real guard. The reader buffers at most about twice this per connection.
 MAX_LINE_BYTES = 1_048_576
-# Parsing a large mail takes long enough to stall other connections; do it off the loop.
-PARSE_IN_THREAD_BYTES = 256 * 1024
+# Hashing a large mail takes long enough to stall other connections; do it off the loop.
+HASH_IN_THREAD_BYTES = 1024 * 1024
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, please try again later"
+BUSY = "451 4.3.2 Too busy just now, please try again later"
 NO_RELAY = "550 5.1.1 Recipient not accepted here"
 
 
@@ -49,13 +53,11 @@ def _smtp_class(line_limit: int) -> type[SMTP]:
 
 
 class SmtpHandler:
-    """aiosmtpd hooks: recipient policy and the hand-over to the intake."""
+    """aiosmtpd hooks: recipient policy and the hand-over to the spool."""
 
-    def __init__(self, intake: IntakeSink, limits: EmailLimits,
-                 reply_secret: bytes | None = None) -> None:
-        self.intake = intake
+    def __init__(self, spool: SpoolSink, limits: EmailLimits) -> None:
+        self.spool = spool
         self.limits = limits
-        self.reply_secret = reply_secret
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -70,29 +72,27 @@ class SmtpHandler:
                           envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
-            msg = await self._parse(raw, envelope.mail_from, list(envelope.rcpt_tos))
-            accepted = await self.intake.accept(msg)
+            key = (await asyncio.to_thread(spool_key, raw) if len(raw) > HASH_IN_THREAD_BYTES
+                   else spool_key(raw))
+            receipt = await self.spool.put(SpoolItem(
+                channel="email", dedupe_key=key, payload=raw,
+                envelope={"mail_from": envelope.mail_from,
+                          "rcpt_to": list(envelope.rcpt_tos)}))
         except Exception as exc:
-            # IntakeUnavailable (database down) and any bug alike: the sender keeps the mail
-            # and retries; nothing about the message or the error goes back to the client.
+            # Spool full, database down, or a bug alike: the sender keeps the mail and retries;
+            # nothing about the message or the error goes back to the client.
             _log_failure(exc)
-            return TEMPORARY_FAILURE
-        if accepted.duplicate:
+            return BUSY if type(exc).__name__ == "SpoolFull" else TEMPORARY_FAILURE
+        if receipt.duplicate:
             return "250 2.0.0 OK (already received)"
         return "250 2.0.0 OK"
 
-    async def _parse(self, raw: bytes, mail_from: str | None,
-                     rcpt_to: list[str]) -> InboundMessage:
-        kwargs: dict[str, Any] = {"mail_from": mail_from, "rcpt_to": rcpt_to,
-                                  "limits": self.limits, "reply_secret": self.reply_secret}
-        if len(raw) > PARSE_IN_THREAD_BYTES:
-            return await asyncio.to_thread(lambda: parse_email(raw, **kwargs))
-        return parse_email(raw, **kwargs)
-
 
 def _log_failure(exc: Exception) -> None:
-    if type(exc).__name__ == "IntakeUnavailable":
-        log.warning("intake unavailable, answered 451: %s", type(exc).__name__)
+    if type(exc).__name__ == "SpoolFull":
+        log.warning("spool full, answered 451: %s", exc)
+    elif isinstance(exc, OSError) or type(exc).__module__.startswith("sqlalchemy"):
+        log.warning("spool unavailable, answered 451: %s", type(exc).__name__)
     else:
         log.error("unexpected error during DATA, answered 451", exc_info=exc)
 
@@ -129,9 +129,10 @@ class SmtpServer:
         return protocol
 
     async def start(self) -> list[tuple[str, int]]:
-        # aiosmtpd logs every DATA line at DEBUG: never let a debug log level dump mail bodies.
-        logging.getLogger("mail.log").setLevel(max(logging.INFO,
-                                                   logging.getLogger("mail.log").level))
+        # aiosmtpd logs every command at INFO (addresses: personal data, and a measurable cost
+        # per mail) and every DATA line at DEBUG (mail bodies). The handler logs what matters.
+        mail_log = logging.getLogger("mail.log")
+        mail_log.setLevel(max(logging.WARNING, mail_log.level))
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, self.host, self.port)
         return [sock.getsockname()[:2] for sock in self._server.sockets]
@@ -161,9 +162,9 @@ class EmailAdapter:
         self.sender = RelaySender(settings.email)
         self.server: SmtpServer | None = None
 
-    async def start(self, intake: IntakeSink) -> list[str]:
+    async def start(self, intake: IntakeSink, spool: SpoolSink) -> list[str]:
         smtp = self.settings.smtp
-        handler = SmtpHandler(intake, self.limits, self.reply_secret)
+        handler = SmtpHandler(spool, self.limits)
         self.server = SmtpServer(
             handler, host=smtp.host, port=smtp.port, max_message_bytes=smtp.max_message_bytes,
             tls=tls_context(_path(smtp.tls_cert), _path(smtp.tls_key)),
@@ -175,6 +176,12 @@ class EmailAdapter:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+
+    def parse_spooled(self, payload: bytes, envelope: Mapping[str, Any],
+                      received_at: datetime) -> InboundMessage:
+        return parse_email(payload, mail_from=envelope.get("mail_from"),
+                           rcpt_to=envelope.get("rcpt_to") or (), limits=self.limits,
+                           reply_secret=self.reply_secret, received_at=received_at)
 
     def send(self, msg: OutboundMessage) -> SendResult:
         return self.sender.send(msg)

@@ -76,28 +76,42 @@ def parse_email(
     rcpt_to: Sequence[str] = (),
     limits: EmailLimits = DEFAULT_LIMITS,
     reply_secret: bytes | None = None,
+    received_at: datetime | None = None,
 ) -> InboundMessage:
-    """Normalise one mail. `mail_from`/`rcpt_to` are the SMTP envelope (None/() for a file).
+    """Normalise one mail. `mail_from`/`rcpt_to` are the SMTP envelope (None/() for a file);
+    `received_at` is when the SMTP server took it (default: now).
 
     With `reply_secret`, only reply tokens that verify are passed on as hints (the intake
     verifies again; this just prefers a genuine token over a token-shaped string).
     """
+    when = received_at or utcnow()
     try:
-        return _Parsed(raw, mail_from, rcpt_to, limits, reply_secret).message()
+        return _Parsed(raw, mail_from, rcpt_to, limits, reply_secret).message(when)
     except Exception:
         # The last line of defence: a bug or a pathological mail still becomes a message.
         log.exception("email could not be normalised; storing it raw and flagged")
-        return _raw_only(raw, mail_from, rcpt_to, limits)
+        return _raw_only(raw, mail_from, rcpt_to, limits, when)
+
+
+def spool_key(raw: bytes) -> str:
+    """The key that recognises a resend before the mail is parsed: the hash of its bytes.
+
+    A mailer retrying after a 451 sends the very same bytes. Anything looser (Message-ID alone)
+    could take a different mail for a resend before we read it; the intake's dedupe on the
+    parsed Message-ID and From catches the resends that arrive with different bytes.
+    """
+    return _raw_key(raw)
 
 
 def _raw_only(raw: bytes, mail_from: str | None, rcpt_to: Sequence[str],
-              limits: EmailLimits) -> InboundMessage:
+              limits: EmailLimits, received_at: datetime) -> InboundMessage:
     sender = _valid_address(mail_from or "") or UNKNOWN_SENDER
     recipient, _ = _pick_recipient(rcpt_to, limits.domains)
     text = clean(raw[:100_000].decode("utf-8", "replace")) or ""
     return InboundMessage(
         channel=CHANNEL, provider_id=_raw_key(raw), sender=sender, text=text, full_text=text,
         recipient=recipient, raw=raw, automatic=mail_from == "", flags=("malformed",),
+        received_at=received_at,
         meta={"mail_from": mail_from, "rcpt_to": list(rcpt_to), "defects": ["unparseable"]},
     )
 
@@ -154,7 +168,7 @@ class _Parsed:
 
     # -- the message -------------------------------------------------------------------------
 
-    def message(self) -> InboundMessage:
+    def message(self, received_at: datetime) -> InboundMessage:
         sender_name, sender = self._sender()
         message_id = _bare_id(self.header("Message-ID") or "")
         subject = self.header("Subject")
@@ -180,7 +194,7 @@ class _Parsed:
             thread=ThreadHints(refs=refs, reply_token=self._token(plus_tokens, refs),
                                reference=_reference(subject)),
             thread_key=message_id or None,
-            received_at=utcnow(),
+            received_at=received_at,
             raw=self.raw,
             automatic=automatic,
             flags=tuple(dict.fromkeys(self.flags)),

@@ -9,29 +9,31 @@ which is what makes "acknowledge only what is committed" true.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
+    AsyncConnection,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
     """The database did not answer; callers turn this into 451/503 so the sender retries."""
 
 
-def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_pragmas(engine: Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN is ours (see module docstring).
         dbapi_connection.isolation_level = None
@@ -42,7 +44,7 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -64,9 +66,9 @@ class Database:
             self.write_engine = create_async_engine(
                 url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120
             )
-            _sqlite_pragmas(self.write_engine, immediate=True)
+            _sqlite_pragmas(self.write_engine.sync_engine, immediate=True)
             self.read_engine = create_async_engine(url, echo=echo, pool_size=pool_size)
-            _sqlite_pragmas(self.read_engine, immediate=False)
+            _sqlite_pragmas(self.read_engine.sync_engine, immediate=False)
         else:
             self.write_engine = create_async_engine(
                 url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -76,6 +78,8 @@ class Database:
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # One writer at a time on SQLite: queue in-process instead of spinning on busy_timeout.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._thread_engine: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     @property
     def dialect(self) -> str:
@@ -92,6 +96,39 @@ class Database:
                 yield session
 
     @asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core-level write transaction, for hot paths that need no ORM unit of work."""
+        if self._write_lock is not None:
+            async with self._write_lock, self.write_engine.begin() as conn:
+                yield conn
+        else:
+            async with self.write_engine.begin() as conn:
+                yield conn
+
+    async def write_in_thread(self, work: Callable[[Connection], T]) -> T:
+        """SQLite only: run `work` in one write transaction on a writer thread of its own.
+
+        aiosqlite makes every cursor call a round trip between the loop and its thread (nine
+        for a one-statement transaction); a hot path that needs no ORM does its whole
+        transaction in one trip here. It takes the same in-process write lock as every writer.
+        """
+        assert self._write_lock is not None, "write_in_thread is for SQLite"
+        if self._thread_engine is None:
+            self._thread_engine = create_engine(
+                self.url.replace("+aiosqlite", "+pysqlite"), pool_size=1, max_overflow=0,
+                connect_args={"check_same_thread": False})
+            _sqlite_pragmas(self._thread_engine, immediate=True)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        engine = self._thread_engine
+
+        def transaction() -> T:
+            with engine.begin() as conn:
+                return work(conn)
+
+        async with self._write_lock:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         async with self._read_sessions() as session:
             yield session
@@ -105,6 +142,11 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        if self._thread is not None and self._thread_engine is not None:
+            engine, self._thread_engine = self._thread_engine, None
+            await asyncio.get_running_loop().run_in_executor(self._thread, engine.dispose)
+            self._thread.shutdown(wait=True)
+            self._thread = None
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

@@ -273,3 +273,25 @@ class AuditEntry(Base):
     target_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SpoolEntry(Base):
+    """An inbound item committed before its acknowledgment, worked into the intake behind it."""
+
+    __tablename__ = "inbound_spool"
+    __table_args__ = (
+        UniqueConstraint("channel", "dedupe_key", name="uq_inbound_spool_channel_dedupe_key"),
+        Index("ix_inbound_spool_state_id", "state", "id"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    dedupe_key: Mapped[str] = mapped_column(String(1024))
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    payload: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))  # dropped once worked
+    state: Mapped[str] = mapped_column(String(8), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    message_id: Mapped[int | None] = mapped_column(Id)
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]

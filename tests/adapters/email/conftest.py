@@ -21,10 +21,10 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from hub.adapters.email.inbound import EmailAdapter, SmtpHandler, SmtpServer
-from hub.adapters.email.normalize import EmailLimits
+from hub.adapters.email.normalize import EmailLimits, parse_email
 from hub.app import Hub
 from hub.config import Settings
-from hub.model import Accepted, InboundMessage
+from hub.model import Accepted, InboundMessage, SpoolItem, SpoolReceipt
 
 CORPUS = Path(os.environ.get("HUB_CORPUS_DIR",
                              Path(__file__).resolve().parents[4] / "shared" / "corpus"))
@@ -92,7 +92,8 @@ class IntakeUnavailable(Exception):
 
 @dataclass
 class FakeIntake:
-    """Records accepted messages, dedupes by provider id, fails on demand."""
+    """Spool and intake in one: `put` parses at once and accepts; records accepted messages,
+    dedupes by provider id, fails on demand. (The real spool is tested in test_e2e.py.)"""
 
     messages: list[InboundMessage] = field(default_factory=list)
     fail_next: int = 0
@@ -100,6 +101,14 @@ class FakeIntake:
     delay: float = 0.0
     duplicates: int = 0
     _ids: dict[str, int] = field(default_factory=dict)
+
+    async def put(self, item: SpoolItem) -> SpoolReceipt:
+        assert item.channel == "email" and item.dedupe_key
+        msg = parse_email(item.payload, mail_from=item.envelope["mail_from"],
+                          rcpt_to=item.envelope["rcpt_to"], limits=LIMITS, reply_secret=SECRET,
+                          received_at=item.received_at)
+        accepted = await self.accept(msg)
+        return SpoolReceipt(accepted.message_id, duplicate=accepted.duplicate)
 
     async def accept(self, msg: InboundMessage) -> Accepted:
         if self.delay:
@@ -133,7 +142,7 @@ def fake_intake() -> FakeIntake:
 
 async def start_smtp(intake: object, *, max_message_bytes: int = 5_000_000,
                      limits: EmailLimits = LIMITS, **kwargs: object) -> tuple[SmtpServer, int]:
-    handler = SmtpHandler(intake, limits, SECRET)
+    handler = SmtpHandler(intake, limits)  # type: ignore[arg-type]
     server = SmtpServer(handler, host="127.0.0.1", port=0,
                         max_message_bytes=max_message_bytes, **kwargs)
     bound = await server.start()
@@ -208,7 +217,10 @@ class LiveHub:
 
     async def send(self, raw: bytes, *, sender: str = CITIZEN,
                    rcpt: str = HELP) -> tuple[int, str]:
-        return await send_mail(self.port, raw, sender=sender, rcpt=rcpt)
+        """Deliver over SMTP, then work the spool (as the worker does right behind the 250)."""
+        answer = await send_mail(self.port, raw, sender=sender, rcpt=rcpt)
+        await self.hub.spool_worker.drain()
+        return answer
 
     async def outgoing(self) -> list[EmailMessage]:
         """Run every pending delivery job, then every mail the relay captured, oldest first."""

@@ -1,0 +1,382 @@
+"""The inbound spool: what a channel received, committed before the channel acknowledges it,
+and worked into the intake right behind that acknowledgment.
+
+A sender's 250 means "it is on our disk", which costs one INSERT shared by every item that
+arrived meanwhile (one commit for a whole batch, also on SQLite). Parsing, threading, routing
+and the acknowledgment (milliseconds of work per message) happen afterwards, in arrival order.
+New arrivals go first: the spool is worked once intake has been quiet for `quiet`, and in any
+case once items have waited `max_delay`, so a burst is taken at wire speed and worked off right
+after it. Past `max_backlog` unworked items, `put` refuses (the channel answers "try later").
+
+Nothing acknowledged is lost and nothing is stored twice: an item stays `pending` until the
+intake committed its message; a crash in between means it is worked again at start, and the
+intake's own dedupe (unique provider id) turns the second run into a no-op. An item that keeps
+failing is set aside as `failed` (payload kept) after a few attempts and never holds up the
+items behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+
+from hub import metrics
+from hub.intake import IntakeUnavailable
+from hub.model import InboundMessage, SpoolItem, SpoolReceipt, utcnow
+from hub.storage.db import Database, DatabaseUnavailable
+from hub.storage.tables import SpoolEntry
+
+log = logging.getLogger(__name__)
+
+Parser = Callable[[bytes, Mapping[str, Any], datetime], InboundMessage]
+"""(payload, envelope, received_at) -> the normalised message; must not raise for bad input."""
+
+SPOOL = cast(Table, SpoolEntry.__table__)
+MAX_KEY_CHARS = 255
+MAX_ATTEMPTS = 5
+PARSE_IN_THREAD_BYTES = 256 * 1024  # parsing a large item would stall the loop's other work
+BATCH_BYTES = 32 * 1024 * 1024  # payloads held in memory at once (one item may exceed it)
+
+
+class SpoolFull(Exception):
+    """More unworked items than `max_backlog`: the channel must make the sender retry later."""
+
+
+def spool_key(key: str) -> str:
+    """Keys longer than the column are hashed, so a hostile header cannot break the insert."""
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class Spool:
+    """The write side: `put` returns once the item is committed (or known already)."""
+
+    def __init__(self, db: Database, *, max_backlog: int = 10_000, max_batch: int = 128) -> None:
+        self.db = db
+        self.max_backlog = max_backlog
+        self._max_batch = max_batch
+        self._waiting: list[tuple[SpoolItem, asyncio.Future[SpoolReceipt]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.backlog = 0  # pending items; SpoolWorker.start() counts what a crash left behind
+        self.last_put = 0.0  # time.monotonic() of the latest put
+        self.on_new: Callable[[], object] | None = None
+        self._statement: Any = None
+
+    async def put(self, item: SpoolItem) -> SpoolReceipt:
+        if self.backlog >= self.max_backlog:
+            raise SpoolFull(f"{self.backlog} items waiting")
+        self.last_put = time.monotonic()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SpoolReceipt] = loop.create_future()
+        self._waiting.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write_waiting())
+        return await future
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:self._max_batch]
+            del self._waiting[:self._max_batch]
+            try:
+                _settle(batch, await self._insert([item for item, _ in batch]))
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch, exc)
+                    continue
+                # One unstorable item must not cost the others: each goes again on its own.
+                for item, future in batch:
+                    try:
+                        _settle([(item, future)], await self._insert([item]))
+                    except Exception as alone:
+                        _settle([(item, future)], alone)
+
+    async def _insert(self, items: Sequence[SpoolItem]) -> list[SpoolReceipt]:
+        rows = [{"channel": item.channel, "dedupe_key": spool_key(item.dedupe_key),
+                 "envelope": item.envelope, "payload": item.payload, "state": "pending",
+                 "attempts": 0, "received_at": item.received_at} for item in items]
+        statement = self._insert_statement()
+        if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
+            ids = await self.db.write_in_thread(lambda conn: _insert_rows(conn, statement, rows))
+        else:
+            async with self.db.write_connection() as conn:
+                ids = await conn.run_sync(_insert_rows, statement, rows)
+        receipts = [SpoolReceipt(spool_id, duplicate=duplicate) for spool_id, duplicate in ids]
+        added = sum(not r.duplicate for r in receipts)
+        if added:
+            self.backlog += added
+            metrics.SPOOL_PENDING.set(self.backlog)
+            if self.on_new is not None:
+                self.on_new()
+        return receipts
+
+    def _insert_statement(self) -> Any:
+        if self._statement is None:
+            insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+            self._statement = (insert(SPOOL)
+                               .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
+                               .returning(SPOOL.c.id, SPOOL.c.channel, SPOOL.c.dedupe_key))
+        return self._statement
+
+
+def _insert_rows(conn: Connection, statement: Any,
+                 rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+    """(spool id, duplicate) per row. One statement, compiled once: executemany with RETURNING
+    becomes a multi-row INSERT (insertmanyvalues); a conflicting row comes back as nothing."""
+    new = {(c, k): i for i, c, k in conn.execute(statement, rows).all()}
+    keys = [(r["channel"], r["dedupe_key"]) for r in rows]
+    known = _existing(conn, [key for key in keys if key not in new]) if len(new) < len(rows) else {}
+    ids: list[tuple[int, bool]] = []
+    for key in keys:
+        if key in new:  # the first of a batch's copies is the stored one
+            known[key] = new.pop(key)
+            ids.append((known[key], False))
+        else:
+            ids.append((known.get(key, 0), True))
+    return ids
+
+
+def _existing(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    for channel in {c for c, _ in keys}:
+        rows = conn.execute(select(SPOOL.c.id, SPOOL.c.dedupe_key).where(
+            SPOOL.c.channel == channel, SPOOL.c.dedupe_key.in_([k for c, k in keys if c == channel])))
+        found.update({(channel, key): spool_id for spool_id, key in rows.all()})
+    return found
+
+
+def _settle(batch: Sequence[tuple[SpoolItem, asyncio.Future[SpoolReceipt]]],
+            outcome: Sequence[SpoolReceipt] | Exception) -> None:
+    for index, (_, future) in enumerate(batch):
+        if future.done():
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome[index])
+
+
+@dataclass(frozen=True, slots=True)
+class WorkPolicy:
+    """When the worker may take the loop from new arrivals."""
+
+    quiet: float = 0.05
+    max_delay: float = 2.0
+
+    def wait_before_work(self, now: float, last_put: float, waiting_since: float) -> float:
+        """Seconds to hold off still (0: work now)."""
+        until_quiet = last_put + self.quiet - now
+        until_overdue = waiting_since + self.max_delay - now
+        return max(0.0, min(until_quiet, until_overdue))
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    id: int
+    channel: str
+    envelope: dict[str, Any]
+    received_at: datetime
+    attempts: int
+
+
+class SpoolWorker:
+    """Works pending items into the intake, oldest first, one task on the hub's loop."""
+
+    def __init__(self, spool: Spool, intake: Any, parsers: Mapping[str, Parser], *,
+                 policy: WorkPolicy = WorkPolicy(), batch: int = 32) -> None:
+        self.spool = spool
+        self.intake = intake
+        self.parsers = dict(parsers)
+        self.policy = policy
+        self._batch = batch
+        self._wake = asyncio.Event()
+        self._working = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._retry_delay = 0.0
+        spool.on_new = self._wake.set
+
+    async def start(self) -> None:
+        async with self.spool.db.read() as session:
+            self.spool.backlog = int(await session.scalar(
+                select(func.count()).select_from(SPOOL).where(SPOOL.c.state == "pending")) or 0)
+        metrics.SPOOL_PENDING.set(self.spool.backlog)
+        self._wake.set()  # whatever a crash or a stop left pending
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def drain(self) -> int:
+        """Work every item that is due now, without giving way; return how many were worked."""
+        total = 0
+        while (worked := await self.work_batch()) > 0:
+            total += worked
+        return total
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("spool worker failed; starting over in a second")
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def _run_once(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            waiting_since = time.monotonic()
+            while True:
+                await self._give_way(waiting_since)
+                worked = await self.work_batch()
+                if worked < 0:  # the database is away: back off, then try again
+                    self._retry_delay = min(30.0, max(0.5, self._retry_delay * 2))
+                    await asyncio.sleep(self._retry_delay)
+                    continue
+                self._retry_delay = 0.0
+                if worked == 0:
+                    break
+            await self._sleep_until_next_retry()
+
+    async def _give_way(self, waiting_since: float) -> None:
+        # A deadline that moves with every arrival, not an event: sleeping on it is the point.
+        while True:
+            hold = self.policy.wait_before_work(time.monotonic(), self.spool.last_put,
+                                                waiting_since)
+            if hold <= 0:
+                return
+            await asyncio.sleep(hold)
+
+    async def _sleep_until_next_retry(self) -> None:
+        async with self.spool.db.read() as session:
+            earliest = await session.scalar(select(func.min(SPOOL.c.next_attempt_at)).where(
+                SPOOL.c.state == "pending", SPOOL.c.next_attempt_at.is_not(None)))
+        if earliest is not None:
+            delay = max(0.0, (earliest - utcnow()).total_seconds())
+            asyncio.get_running_loop().call_later(delay + 0.01, self._wake.set)
+
+    async def work_batch(self) -> int:
+        """Work up to one batch of due items: how many were settled, -1 if the database failed."""
+        async with self._working:
+            try:
+                due = await self._due()
+            except Exception as exc:
+                log.warning("spool: could not read pending items: %s", type(exc).__name__)
+                return -1
+            parsed = [await self._parse(item, payload) for item, payload in due]
+            messages = [msg for msg in parsed if not isinstance(msg, Exception)]
+            accepted = iter(await self.intake.accept_many(messages) if messages else [])
+            outcomes = [msg if isinstance(msg, Exception) else next(accepted) for msg in parsed]
+            done: list[tuple[int, int]] = []
+            failed: list[tuple[_Due, Exception]] = []
+            unavailable = 0
+            for (item, _), outcome in zip(due, outcomes, strict=True):
+                if not isinstance(outcome, Exception):
+                    done.append((item.id, int(outcome.message_id)))
+                elif _is_unavailable(outcome):
+                    unavailable += 1  # not the item's fault: no attempt counted
+                else:
+                    failed.append((item, outcome))
+            try:
+                await self._settle(done, failed)
+            except Exception as exc:
+                # Not recorded, so worked again later: the intake's dedupe makes that harmless.
+                log.warning("spool: could not record worked items: %s", type(exc).__name__)
+                return -1
+            if unavailable and not done and not failed:
+                return -1
+            return len(done) + len(failed)
+
+    async def _due(self) -> list[tuple[_Due, bytes]]:
+        """The oldest due items with their payloads, as many as fit the batch's byte budget."""
+        now = utcnow()
+        async with self.spool.db.read() as session:
+            rows = (await session.execute(
+                select(SPOOL.c.id, SPOOL.c.channel, SPOOL.c.envelope, SPOOL.c.received_at,
+                       SPOOL.c.attempts, func.length(SPOOL.c.payload))
+                .where(SPOOL.c.state == "pending", SPOOL.c.channel.in_(list(self.parsers)),
+                       (SPOOL.c.next_attempt_at.is_(None)) | (SPOOL.c.next_attempt_at <= now))
+                .order_by(SPOOL.c.id).limit(self._batch))).all()
+            chosen: list[_Due] = []
+            budget = BATCH_BYTES
+            for *fields, size in rows:
+                if chosen and (size or 0) > budget:
+                    break
+                chosen.append(_Due(*fields))
+                budget -= size or 0
+            if not chosen:
+                return []
+            payloads = dict((await session.execute(
+                select(SPOOL.c.id, SPOOL.c.payload)
+                .where(SPOOL.c.id.in_([item.id for item in chosen])))).all())
+        return [(item, payloads.get(item.id) or b"") for item in chosen]
+
+    async def _parse(self, item: _Due, payload: bytes) -> InboundMessage | Exception:
+        parse = self.parsers[item.channel]
+        try:
+            if len(payload) > PARSE_IN_THREAD_BYTES:
+                return await asyncio.to_thread(parse, payload, item.envelope, item.received_at)
+            return parse(payload, item.envelope, item.received_at)
+        except Exception as exc:  # a parser bug: this item is set aside, the others go on
+            return exc
+
+    async def _settle(self, done: list[tuple[int, int]],
+                      failed: list[tuple[_Due, Exception]]) -> None:
+        if not done and not failed:
+            return
+        now = utcnow()
+        async with self.spool.db.write_connection() as conn:
+            if done:
+                await conn.execute(
+                    update(SPOOL).where(SPOOL.c.id == bindparam("spool_id"))
+                    .values(state="done", payload=None, processed_at=now,
+                            message_id=bindparam("worked_message_id")),
+                    [{"spool_id": i, "worked_message_id": m} for i, m in done])
+            for item, exc in failed:
+                await conn.execute(update(SPOOL).where(SPOOL.c.id == item.id)
+                                   .values(**_failure(item, exc, now)))
+        gone = len(done) + sum(item.attempts + 1 >= MAX_ATTEMPTS for item, _ in failed)
+        self.spool.backlog = max(0, self.spool.backlog - gone)
+        metrics.SPOOL_PENDING.set(self.spool.backlog)
+        for item, exc in failed:
+            log.error("spool item %s (%s) failed, attempt %s: %s", item.id, item.channel,
+                      item.attempts + 1, type(exc).__name__, exc_info=exc)
+
+
+def _failure(item: _Due, exc: Exception, now: datetime) -> dict[str, Any]:
+    attempts = item.attempts + 1
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    if attempts >= MAX_ATTEMPTS:
+        metrics.SPOOL_FAILED.inc()
+        return {"state": "failed", "attempts": attempts, "last_error": error}
+    return {"attempts": attempts, "last_error": error,
+            "next_attempt_at": now + timedelta(seconds=2 ** attempts)}
+
+
+def _is_unavailable(exc: Exception) -> bool:
+    return isinstance(exc, IntakeUnavailable | DatabaseUnavailable | DBAPIError | OSError)
+
+
+async def purge_worked(db: Database, keep: timedelta) -> int:
+    """Forget worked items older than `keep`; the messages table keeps deduping resends."""
+    async with db.write_connection() as conn:
+        result = await conn.execute(delete(SPOOL).where(SPOOL.c.state == "done",
+                                                        SPOOL.c.processed_at < utcnow() - keep))
+    return int(result.rowcount or 0)

@@ -1,0 +1,215 @@
+"""The inbound spool on both databases: commit before acknowledgment, resend recognition,
+batching, working into the intake in arrival order, failures set aside without blocking,
+recovery after a stop, the backlog limit, and when the worker gives way to new arrivals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import undefer
+
+from hub.app import Hub
+from hub.model import InboundMessage, SpoolItem, ThreadHints
+from hub.spool import MAX_ATTEMPTS, Spool, SpoolFull, SpoolWorker, WorkPolicy, spool_key
+from hub.storage.tables import Conversation, Message, SpoolEntry
+from tests.support.adapter import inbound
+
+CHANNEL = "sms"
+
+
+def item(sender: str, text: str, key: str | None = None) -> SpoolItem:
+    payload = json.dumps({"from": sender, "text": text}).encode()
+    return SpoolItem(channel=CHANNEL, dedupe_key=key or f"{sender}|{text}", payload=payload,
+                     envelope={"via": "test"})
+
+
+def parse(payload: bytes, envelope: Mapping[str, Any], received_at: datetime) -> InboundMessage:
+    data = json.loads(payload)
+    if data["text"] == "crash the parser":
+        raise RuntimeError("a bug in the parser")
+    assert envelope == {"via": "test"}
+    return inbound(data["from"], data["text"], provider_id=f"{data['from']}|{data['text']}",
+                   received_at=received_at, thread=ThreadHints(continue_latest=True))
+
+
+def worker(hub: Hub, spool: Spool, **kwargs: Any) -> SpoolWorker:
+    return SpoolWorker(spool, hub.intake, {CHANNEL: parse}, **kwargs)
+
+
+async def entries(hub: Hub) -> list[SpoolEntry]:
+    async with hub.db.read() as session:
+        return list(await session.scalars(
+            select(SpoolEntry).options(undefer(SpoolEntry.payload)).order_by(SpoolEntry.id)))
+
+
+async def inbound_texts(hub: Hub) -> list[str]:
+    async with hub.db.read() as session:
+        return list(await session.scalars(select(Message.body).order_by(Message.id)))
+
+
+async def test_put_commits_before_it_returns_and_a_resend_is_recognised(hub: Hub) -> None:
+    spool = Spool(hub.db)
+    first = await spool.put(item("+15550000001", "pothole"))
+    assert not first.duplicate and first.spool_id > 0
+    (entry,) = await entries(hub)  # read through another connection: it is committed
+    assert (entry.id, entry.state, entry.attempts) == (first.spool_id, "pending", 0)
+    assert json.loads(entry.payload or b"") == {"from": "+15550000001", "text": "pothole"}
+    assert entry.envelope == {"via": "test"} and entry.received_at.tzinfo is not None
+
+    again = await spool.put(item("+15550000001", "pothole"))
+    assert again.duplicate and again.spool_id == first.spool_id
+    assert len(await entries(hub)) == 1 and spool.backlog == 1
+
+
+async def test_concurrent_puts_share_commits_and_copies_in_one_batch_store_once(hub: Hub) -> None:
+    spool = Spool(hub.db)
+    items = [item(f"+1555000{i:04d}", "light out") for i in range(40)]
+    items += [item("+15550000007", "light out")] * 3  # copies of one item, in the same burst
+    receipts = await asyncio.gather(*(spool.put(i) for i in items))
+    assert sum(not r.duplicate for r in receipts) == 40
+    assert len({r.spool_id for r in receipts}) == 40
+    assert receipts[-1].spool_id == receipts[7].spool_id
+    assert len(await entries(hub)) == 40 and spool.backlog == 40
+
+
+async def test_a_long_key_is_hashed_to_fit(hub: Hub) -> None:
+    key = "x" * 5000
+    assert spool_key(key).startswith("sha256:") and spool_key("short") == "short"
+    spool = Spool(hub.db)
+    receipt = await spool.put(item("+15550000001", "long", key=key))
+    assert (await spool.put(item("+15550000001", "long", key=key))).duplicate
+    assert (await entries(hub))[0].id == receipt.spool_id
+
+
+async def test_the_worker_threads_in_arrival_order_and_marks_items_done(hub: Hub) -> None:
+    spool = Spool(hub.db)
+    for text in ("first", "second", "third"):
+        await spool.put(item("+15550000001", text))
+    await spool.put(item("+15550000002", "other"))
+    assert await inbound_texts(hub) == []  # nothing is worked before the worker runs
+
+    assert await worker(hub, spool).drain() == 4
+    assert await inbound_texts(hub) == ["first", "second", "third", "other"]
+    async with hub.db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Conversation)) == 2
+    done = await entries(hub)
+    assert {(e.state, e.payload) for e in done} == {("done", None)}
+    assert all(e.message_id and e.processed_at for e in done)
+    assert spool.backlog == 0
+
+
+async def test_working_an_item_twice_stores_it_once(hub: Hub) -> None:
+    spool = Spool(hub.db)
+    receipt = await spool.put(item("+15550000001", "pothole"))
+    accepted = await hub.intake.accept(parse(item("+15550000001", "pothole").payload,
+                                             {"via": "test"}, datetime.now().astimezone()))
+    # As after a crash between the intake's commit and the spool's: worked again.
+    await worker(hub, spool).drain()
+    assert await inbound_texts(hub) == ["pothole"]
+    (entry,) = await entries(hub)
+    assert (entry.id, entry.state, entry.message_id) == (receipt.spool_id, "done",
+                                                         accepted.message_id)
+
+
+async def test_a_failing_item_is_set_aside_and_never_blocks_the_ones_behind_it(hub: Hub) -> None:
+    spool = Spool(hub.db)
+    await spool.put(item("+15550000001", "crash the parser"))
+    await spool.put(item("+15550000002", "behind it"))
+    work = worker(hub, spool)
+    assert await work.drain() == 2
+    assert await inbound_texts(hub) == ["behind it"]
+    bad, good = await entries(hub)
+    assert (bad.state, bad.attempts, good.state) == ("pending", 1, "done")
+    assert bad.next_attempt_at is not None and "a bug in the parser" in (bad.last_error or "")
+
+    for _ in range(2, MAX_ATTEMPTS + 1):  # due again each time (as the backoff ends)
+        async with hub.db.transaction() as session:
+            (await session.get_one(SpoolEntry, bad.id)).next_attempt_at = None
+        await work.drain()
+    (bad, _) = await entries(hub)
+    assert (bad.state, bad.attempts) == ("failed", MAX_ATTEMPTS)
+    assert bad.payload is not None  # kept, for someone to look at
+    assert spool.backlog == 0
+
+
+async def test_when_the_intake_is_unavailable_items_stay_pending_without_an_attempt(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.intake import IntakeUnavailable
+
+    spool = Spool(hub.db)
+    await spool.put(item("+15550000001", "pothole"))
+
+    async def unavailable(msgs: list[InboundMessage]) -> list[Exception]:
+        return [IntakeUnavailable("database is away") for _ in msgs]
+
+    monkeypatch.setattr(hub.intake, "accept_many", unavailable)
+    work = worker(hub, spool)
+    assert await work.work_batch() == -1
+    (entry,) = await entries(hub)
+    assert (entry.state, entry.attempts) == ("pending", 0)
+    monkeypatch.undo()
+    assert await work.drain() == 1 and await inbound_texts(hub) == ["pothole"]
+
+
+async def test_items_left_pending_are_worked_when_a_worker_starts(hub: Hub) -> None:
+    await Spool(hub.db).put(item("+15550000001", "left behind by a crash"))
+    spool = Spool(hub.db)  # a new process: knows nothing yet
+    work = worker(hub, spool, policy=WorkPolicy(quiet=0, max_delay=0))
+    await work.start()
+    try:
+        assert spool.backlog == 1
+        for _ in range(400):
+            if await inbound_texts(hub):
+                break
+            await asyncio.sleep(0.025)
+        assert await inbound_texts(hub) == ["left behind by a crash"]
+    finally:
+        await work.stop()
+
+
+async def test_a_full_spool_refuses_and_takes_items_again_once_worked(hub: Hub) -> None:
+    spool = Spool(hub.db, max_backlog=2)
+    await spool.put(item("+15550000001", "one"))
+    await spool.put(item("+15550000002", "two"))
+    with pytest.raises(SpoolFull):
+        await spool.put(item("+15550000003", "three"))
+    await worker(hub, spool).drain()
+    assert not (await spool.put(item("+15550000003", "three"))).duplicate
+
+
+async def test_a_batch_with_an_unstorable_item_stores_the_others(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(hub.db)
+    insert = spool._insert
+
+    async def refuse_poison(items: list[SpoolItem]) -> Any:
+        if any(i.dedupe_key == "poison" for i in items):
+            raise ValueError("cannot store this one")
+        return await insert(items)
+
+    monkeypatch.setattr(spool, "_insert", refuse_poison)
+    outcomes = await asyncio.gather(
+        spool.put(item("+15550000001", "fine")), spool.put(item("+15550000002", "x", "poison")),
+        spool.put(item("+15550000003", "also fine")), return_exceptions=True)
+    assert isinstance(outcomes[1], ValueError)
+    assert [e.dedupe_key for e in await entries(hub)] == ["+15550000001|fine",
+                                                          "+15550000003|also fine"]
+
+
+@pytest.mark.parametrize(("now", "last_put", "since", "wait"), [
+    (10.0, 9.0, 9.0, 0.0),      # quiet for a second: work now
+    (10.0, 9.99, 9.5, 0.04),    # a mail 10 ms ago: give way until 50 ms of quiet
+    (10.0, 9.99, 7.99, 0.0),    # but items have waited 2 s: work now, burst or not
+    (10.0, 9.999, 8.0, 0.0),
+    (10.0, 9.97, 8.5, 0.02),
+])
+def test_the_worker_gives_way_to_new_arrivals_for_a_bounded_time(
+        now: float, last_put: float, since: float, wait: float) -> None:
+    policy = WorkPolicy(quiet=0.05, max_delay=2.0)
+    assert policy.wait_before_work(now, last_put, since) == pytest.approx(wait, abs=1e-9)
