@@ -8,7 +8,7 @@ mail is committed to its spool) and the hub/sink ratio (goal: >= 0.6), and how l
 took until every mail was also worked into a conversation (parsed, threaded, routed, stored).
 Figures only; nothing here asserts on timings.
 
-    python bench/smtp_intake.py [-n 1000] [-c 8]
+    python bench/smtp_intake.py [-n 1000] [-c 8] [-r 3]
 """
 
 from __future__ import annotations
@@ -21,12 +21,17 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 DOMAIN = "city.example"
+MODES = ("new", "reused")
 BODY = ("Hello,\n\nthe street light in front of number 12 has been out for a week.\n"
         "Could someone please have a look?\n\nThanks,\nAna\n")
 
@@ -89,21 +94,20 @@ async def _measure(pool: Any, port: int, count: int, concurrency: int,
         None, lambda: pool.apply(_in_process, ((port, count, concurrency, reuse, run),)))
 
 
-async def bench_sink(pool: Any, count: int, concurrency: int) -> dict[str, tuple[float, int]]:
+@asynccontextmanager
+async def sink_server() -> AsyncIterator[int]:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(DiscardHandler(), hostname="sink", loop=loop),
                                       "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
-        return {mode: await _measure(pool, port, count, concurrency, mode == "reused")
-                for mode in ("new", "reused")}
+        yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
         await server.wait_closed()
 
 
-async def bench_hub(pool: Any, count: int, concurrency: int,
-                    workdir: Path) -> tuple[dict[str, tuple[float, int]], dict[str, float]]:
+@asynccontextmanager
+async def hub_server(workdir: Path) -> AsyncIterator[tuple[int, Any]]:
     from hub.app import Hub
     from hub.config import Settings
 
@@ -116,35 +120,49 @@ async def bench_hub(pool: Any, count: int, concurrency: int,
     })
     hub = Hub(settings)
     await hub.start()
-    port = hub.adapters.get("email").bound_port  # type: ignore[union-attr]
-    acked: dict[str, tuple[float, int]] = {}
-    worked: dict[str, float] = {}
     try:
-        for mode in ("new", "reused"):
-            started = time.perf_counter()
-            acked[mode] = await _measure(pool, port, count, concurrency, mode == "reused")
-            while hub.spool.backlog:  # noqa: ASYNC110 (a figure to poll, not an event)
-                await asyncio.sleep(0.005)
-            worked[mode] = time.perf_counter() - started
-        return acked, worked
+        yield hub.adapters.get("email").bound_port, hub  # type: ignore[union-attr]
     finally:
         await hub.stop()
 
 
-async def main(count: int, concurrency: int) -> None:
+@dataclass
+class Figures:
+    sink: list[float] = field(default_factory=list)  # msg/s per round
+    hub: list[float] = field(default_factory=list)
+    worked: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+async def main(count: int, concurrency: int, rounds: int) -> None:
     ctx = multiprocessing.get_context("spawn")
+    figures = {mode: Figures() for mode in MODES}
     with ctx.Pool(1) as pool, tempfile.TemporaryDirectory() as tmp:
         await _measure(pool, 1, 0, 1, True)  # warm the client process up
-        sink = await bench_sink(pool, count, concurrency)
-        hub, worked = await bench_hub(pool, count, concurrency, Path(tmp))
-    print(f"SMTP intake, {count} messages, {concurrency} concurrent client(s), SQLite")
+        async with sink_server() as sink_port, hub_server(Path(tmp)) as (hub_port, hub):
+            # Interleaved, so that whatever else the machine does weighs on both alike.
+            for _ in range(rounds):
+                for mode in MODES:
+                    reuse, row = mode == "reused", figures[mode]
+                    seconds, errors = await _measure(pool, sink_port, count, concurrency, reuse)
+                    row.sink.append(count / seconds)
+                    started = time.perf_counter()
+                    seconds, more = await _measure(pool, hub_port, count, concurrency, reuse)
+                    while hub.spool.backlog:  # noqa: ASYNC110 (a figure to poll, not an event)
+                        await asyncio.sleep(0.005)
+                    row.hub.append(count / seconds)
+                    row.worked.append(count / (time.perf_counter() - started))
+                    row.ratios.append(row.hub[-1] / row.sink[-1])
+                    row.errors += errors + more
+    print(f"SMTP intake, {count} messages per run, {concurrency} concurrent client(s), SQLite, "
+          f"median of {rounds} interleaved rounds (min-max of the ratio)")
     print(f"{'mode':<8} {'bare sink msg/s':>16} {'hub 250 msg/s':>14} {'ratio':>6} "
-          f"{'hub worked msg/s':>17} {'errors':>7}")
-    for mode in ("new", "reused"):
-        sink_rate = count / sink[mode][0]
-        hub_rate = count / hub[mode][0]
-        print(f"{mode:<8} {sink_rate:16.0f} {hub_rate:14.0f} {hub_rate / sink_rate:6.2f} "
-              f"{count / worked[mode]:17.0f} {sink[mode][1] + hub[mode][1]:7d}")
+          f"{'(min-max)':>11} {'hub worked msg/s':>17} {'errors':>7}")
+    for mode, row in figures.items():
+        print(f"{mode:<8} {median(row.sink):16.0f} {median(row.hub):14.0f} "
+              f"{median(row.ratios):6.2f} {min(row.ratios):5.2f}-{max(row.ratios):4.2f} "
+              f"{median(row.worked):17.0f} {row.errors:7d}")
     print("hub 250 msg/s: mails committed to the spool and answered 250, as the client saw them;"
           "\nhub worked msg/s: the same mails until all were parsed, threaded, routed and stored.")
 
@@ -153,5 +171,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--count", type=int, default=1000)
     parser.add_argument("-c", "--concurrency", type=int, default=8)
+    parser.add_argument("-r", "--rounds", type=int, default=3)
     options = parser.parse_args()
-    asyncio.run(main(options.count, options.concurrency))
+    asyncio.run(main(options.count, options.concurrency, options.rounds))

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from hub import metrics
@@ -106,12 +107,11 @@ class Spool:
         rows = [{"channel": item.channel, "dedupe_key": spool_key(item.dedupe_key),
                  "envelope": item.envelope, "payload": item.payload, "state": "pending",
                  "attempts": 0, "received_at": item.received_at} for item in items]
-        statement = self._insert_statement()
         if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
-            ids = await self.db.write_in_thread(lambda conn: _insert_rows(conn, statement, rows))
+            ids = await self.db.write_in_thread(lambda conn: _insert_rows_sqlite(conn, rows))
         else:
             async with self.db.write_connection() as conn:
-                ids = await conn.run_sync(_insert_rows, statement, rows)
+                ids = await conn.run_sync(_insert_rows, self._insert_statement(), rows)
         receipts = [SpoolReceipt(spool_id, duplicate=duplicate) for spool_id, duplicate in ids]
         added = sum(not r.duplicate for r in receipts)
         if added:
@@ -123,8 +123,7 @@ class Spool:
 
     def _insert_statement(self) -> Any:
         if self._statement is None:
-            insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-            self._statement = (insert(SPOOL)
+            self._statement = (pg_insert(SPOOL)
                                .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
                                .returning(SPOOL.c.id, SPOOL.c.channel, SPOOL.c.dedupe_key))
         return self._statement
@@ -144,6 +143,30 @@ def _insert_rows(conn: Connection, statement: Any,
             ids.append((known[key], False))
         else:
             ids.append((known.get(key, 0), True))
+    return ids
+
+
+_SQLITE_INSERT = (
+    "INSERT INTO inbound_spool (channel, dedupe_key, envelope, payload, state, attempts, "
+    "received_at) VALUES (?, ?, ?, ?, 'pending', 0, ?) "
+    "ON CONFLICT (channel, dedupe_key) DO NOTHING RETURNING id")
+_SQLITE_EXISTING = "SELECT id FROM inbound_spool WHERE channel = ? AND dedupe_key = ?"
+
+
+def _insert_rows_sqlite(conn: sqlite3.Connection,
+                        rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+    """The same on a plain sqlite3 connection, stored as SQLAlchemy stores these types (JSON
+    text; naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff'), since the rest of the hub reads them so."""
+    ids: list[tuple[int, bool]] = []
+    for row in rows:
+        key = (row["channel"], row["dedupe_key"])
+        when = row["received_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        new = conn.execute(_SQLITE_INSERT, (*key, json.dumps(row["envelope"]), row["payload"],
+                                            when)).fetchone()
+        if new is not None:
+            ids.append((int(new[0]), False))
+        else:  # a resend, or a copy earlier in this batch
+            ids.append((int(conn.execute(_SQLITE_EXISTING, key).fetchone()[0]), True))
     return ids
 
 
@@ -169,16 +192,29 @@ def _settle(batch: Sequence[tuple[SpoolItem, asyncio.Future[SpoolReceipt]]],
 
 @dataclass(frozen=True, slots=True)
 class WorkPolicy:
-    """When the worker may take the loop from new arrivals."""
+    """When the worker may take the loop from new arrivals.
+
+    A burst is taken first: the worker starts once arrivals have been quiet for `quiet`. If
+    they go on for longer than `max_delay`, it works anyway, but while arrivals continue it
+    keeps to `share` of the time (after a batch that took t, it pauses t*(1-share)/share), so
+    the 250s go on too; a backlog that still grows meets `max_backlog` (451, retry later).
+    """
 
     quiet: float = 0.05
     max_delay: float = 2.0
+    share: float = 0.5
 
     def wait_before_work(self, now: float, last_put: float, waiting_since: float) -> float:
         """Seconds to hold off still (0: work now)."""
         until_quiet = last_put + self.quiet - now
         until_overdue = waiting_since + self.max_delay - now
         return max(0.0, min(until_quiet, until_overdue))
+
+    def pause_after(self, busy: float, now: float, last_put: float) -> float:
+        """Seconds to pause after a batch that took `busy` (0 when nothing is arriving)."""
+        if now - last_put >= self.quiet:
+            return 0.0
+        return busy * (1 - self.share) / self.share
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +230,7 @@ class SpoolWorker:
     """Works pending items into the intake, oldest first, one task on the hub's loop."""
 
     def __init__(self, spool: Spool, intake: Any, parsers: Mapping[str, Parser], *,
-                 policy: WorkPolicy = WorkPolicy(), batch: int = 32) -> None:
+                 policy: WorkPolicy = WorkPolicy(), batch: int = 16) -> None:
         self.spool = spool
         self.intake = intake
         self.parsers = dict(parsers)
@@ -245,7 +281,11 @@ class SpoolWorker:
             waiting_since = time.monotonic()
             while True:
                 await self._give_way(waiting_since)
+                started = time.monotonic()
                 worked = await self.work_batch()
+                now = time.monotonic()
+                await asyncio.sleep(self.policy.pause_after(now - started, now,
+                                                            self.spool.last_put))
                 if worked < 0:  # the database is away: back off, then try again
                     self._retry_delay = min(30.0, max(0.5, self._retry_delay * 2))
                     await asyncio.sleep(self._retry_delay)

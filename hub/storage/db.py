@@ -9,13 +9,14 @@ which is what makes "acknowledge only what is committed" true.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -26,6 +27,8 @@ from sqlalchemy.ext.asyncio import (
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 T = TypeVar("T")
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+                  "PRAGMA busy_timeout=10000")
 
 
 class DatabaseUnavailable(Exception):
@@ -38,15 +41,22 @@ def _sqlite_pragmas(engine: Engine, *, immediate: bool) -> None:
         # Take transaction control from the driver so BEGIN is ours (see module docstring).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_connect(url: str) -> sqlite3.Connection:
+    """A plain sqlite3 connection with the pragmas of the engines' connections."""
+    conn = sqlite3.connect(make_url(url).database or ":memory:", isolation_level=None,
+                           check_same_thread=False, timeout=10.0)
+    for pragma in SQLITE_PRAGMAS:
+        conn.execute(pragma)
+    return conn
 
 
 def _ensure_sqlite_dir(url: str) -> None:
@@ -78,7 +88,7 @@ class Database:
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # One writer at a time on SQLite: queue in-process instead of spinning on busy_timeout.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        self._thread_engine: Engine | None = None
+        self._thread_connection: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
 
     @property
@@ -105,25 +115,31 @@ class Database:
             async with self.write_engine.begin() as conn:
                 yield conn
 
-    async def write_in_thread(self, work: Callable[[Connection], T]) -> T:
-        """SQLite only: run `work` in one write transaction on a writer thread of its own.
+    async def write_in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """SQLite only: run `work` on a plain sqlite3 connection, in one write transaction, on
+        a writer thread of its own.
 
         aiosqlite makes every cursor call a round trip between the loop and its thread (nine
-        for a one-statement transaction); a hot path that needs no ORM does its whole
-        transaction in one trip here. It takes the same in-process write lock as every writer.
+        for a one-statement transaction under SQLAlchemy); a hot path that needs neither the
+        ORM nor SQL compilation does its whole transaction in one trip here. It takes the same
+        in-process write lock as every other writer.
         """
         assert self._write_lock is not None, "write_in_thread is for SQLite"
-        if self._thread_engine is None:
-            self._thread_engine = create_engine(
-                self.url.replace("+aiosqlite", "+pysqlite"), pool_size=1, max_overflow=0,
-                connect_args={"check_same_thread": False})
-            _sqlite_pragmas(self._thread_engine, immediate=True)
+        if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        engine = self._thread_engine
 
         def transaction() -> T:
-            with engine.begin() as conn:
-                return work(conn)
+            if self._thread_connection is None:
+                self._thread_connection = _sqlite_connect(self.url)
+            conn = self._thread_connection
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
 
         async with self._write_lock:
             return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
@@ -142,9 +158,10 @@ class Database:
             return False
 
     async def dispose(self) -> None:
-        if self._thread is not None and self._thread_engine is not None:
-            engine, self._thread_engine = self._thread_engine, None
-            await asyncio.get_running_loop().run_in_executor(self._thread, engine.dispose)
+        if self._thread is not None:
+            if self._thread_connection is not None:
+                connection, self._thread_connection = self._thread_connection, None
+                await asyncio.get_running_loop().run_in_executor(self._thread, connection.close)
             self._thread.shutdown(wait=True)
             self._thread = None
         await self.write_engine.dispose()

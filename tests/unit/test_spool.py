@@ -213,3 +213,10 @@ def test_the_worker_gives_way_to_new_arrivals_for_a_bounded_time(
         now: float, last_put: float, since: float, wait: float) -> None:
     policy = WorkPolicy(quiet=0.05, max_delay=2.0)
     assert policy.wait_before_work(now, last_put, since) == pytest.approx(wait, abs=1e-9)
+
+
+def test_past_the_delay_the_worker_keeps_to_its_share_while_mail_keeps_arriving() -> None:
+    policy = WorkPolicy(quiet=0.05, max_delay=2.0, share=0.5)
+    assert policy.pause_after(0.2, now=10.0, last_put=9.99) == pytest.approx(0.2)
+    assert WorkPolicy(share=0.25).pause_after(0.1, now=10.0, last_put=9.99) == pytest.approx(0.3)
+    assert policy.pause_after(0.2, now=10.0, last_put=9.0) == 0.0  # nothing arriving: no pause

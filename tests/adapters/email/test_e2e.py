@@ -8,6 +8,7 @@ the test's own loop on a free port, and reads the outcome from the database and 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import undefer
 
+from hub import spool as spool_module
 from hub.adapters.email import EmailLimits, parse_email
 from hub.app import Hub
 from hub.auth import create_token
@@ -416,11 +418,22 @@ def database_fails_on_insert(table: str, times: int = 1) -> Iterator[list[str]]:
             raise OperationalError(statement, parameters,
                                    ConnectionResetError("server closed the connection"))
 
+    # On SQLite the spool writes through a plain sqlite3 connection, past SQLAlchemy's events.
+    insert_rows_sqlite = spool_module._insert_rows_sqlite
+
+    def refuse_sqlite(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> Any:
+        if len(failed) < times and table == "inbound_spool":
+            failed.append("INSERT INTO inbound_spool")
+            conn.execute("INSERT INTO inbound_spool (id) VALUES (NULL)")  # a real error, inside
+        return insert_rows_sqlite(conn, rows)
+
     event.listen(Engine, "before_cursor_execute", refuse)
+    spool_module._insert_rows_sqlite = refuse_sqlite
     try:
         yield failed
     finally:
         event.remove(Engine, "before_cursor_execute", refuse)
+        spool_module._insert_rows_sqlite = insert_rows_sqlite
 
 
 async def test_database_failure_during_data_451_then_the_resend_is_stored_once(
