@@ -10,7 +10,7 @@ verdict from the exception it raises.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -128,7 +128,7 @@ class AdapterRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._adapters
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[ChannelAdapter]:
         return iter(self._adapters.values())
 
     def names(self) -> list[str]:

@@ -51,4 +51,4 @@ async def staff_for_token(session: AsyncSession, token: str) -> Staff | None:
                Staff.active.is_(True)))).first()
     if row is None:
         return None
-    return row[1]  # type: ignore[no-any-return]
+    return row[1]

@@ -215,12 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("email")
     create.set_defaults(func=cmd_token_create)
 
-    try:
-        from hub.routing.cli import register
-    except ImportError:
-        register = None
-    if register is not None:
-        register(sub, common)
+    from hub.routing.cli import register
+
+    register(sub, common)
     return parser
 
 

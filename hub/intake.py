@@ -369,7 +369,7 @@ def _insert_ignoring_conflict(session: AsyncSession, **values: object) -> Any:
 
 
 async def _create_contact(session: AsyncSession, msg: InboundMessage) -> int:
-    name = (msg.sender_name or None) and msg.sender_name[:200]  # type: ignore[index]
+    name = msg.sender_name[:200] if msg.sender_name else None
     contact_id = await session.scalar(
         insert(Contact).values(name=name, language=msg.language, created_at=utcnow())
         .returning(Contact.id))

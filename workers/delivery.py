@@ -95,11 +95,11 @@ async def deliver_async(hub: Hub, outbox_id: int) -> str:
 async def _build(hub: Hub, session: AsyncSession, item: OutboxItem) -> OutboundMessage:
     message = await session.get_one(Message, item.message_id)
     conversation = await session.get_one(Conversation, message.conversation_id)
-    keys = list(await session.scalars(
+    keys = [key for key in await session.scalars(
         select(Message.thread_key)
         .where(Message.conversation_id == conversation.id, Message.channel == message.channel,
                Message.thread_key.is_not(None), Message.id != message.id)
-        .order_by(Message.id)))
+        .order_by(Message.id)) if key]
     last_inbound = await session.scalar(
         select(Message.thread_key)
         .where(Message.conversation_id == conversation.id, Message.channel == message.channel,

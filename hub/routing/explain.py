@@ -12,7 +12,7 @@ from hub.routing.redact import jsonable
 
 def decision_dict(d: RoutingDecision) -> dict[str, Any]:
     """A JSON-serialisable dict of the whole decision (datetimes as ISO strings)."""
-    return jsonable(asdict(d))  # type: ignore[no-any-return]
+    return jsonable(asdict(d))
 
 
 def to_json(d: RoutingDecision) -> str:

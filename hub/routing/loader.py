@@ -323,9 +323,8 @@ class _Loader:
             ]
             if others or not t.escalate:
                 report(["then"], "a timers rule takes only then.escalate (a list of steps)", None)
-        for name, path in ((t.queue, ["then", "queue"]),):
-            if name and name not in self.queues:
-                report(path, f"unknown queue {name!r}; declare it in queues.toml", None)
+        if t.queue and t.queue not in self.queues:
+            report(["then", "queue"], f"unknown queue {t.queue!r}; declare it in queues.toml", None)
         if m.calendar:
             rule.calendar = self.calendars.get(m.calendar)
             if rule.calendar is None:
