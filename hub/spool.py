@@ -108,7 +108,8 @@ class Spool:
                  "envelope": item.envelope, "payload": item.payload, "state": "pending",
                  "attempts": 0, "received_at": item.received_at} for item in items]
         if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
-            ids = await self.db.write_in_thread(lambda conn: _insert_rows_sqlite(conn, rows))
+            ids = await self.db.write_in_thread(lambda conn: _insert_rows_sqlite(conn, rows),
+                                                single_statement=True)
         else:
             async with self.db.write_connection() as conn:
                 ids = await conn.run_sync(_insert_rows, self._insert_statement(), rows)
@@ -146,28 +147,48 @@ def _insert_rows(conn: Connection, statement: Any,
     return ids
 
 
-_SQLITE_INSERT = (
-    "INSERT INTO inbound_spool (channel, dedupe_key, envelope, payload, state, attempts, "
-    "received_at) VALUES (?, ?, ?, ?, 'pending', 0, ?) "
-    "ON CONFLICT (channel, dedupe_key) DO NOTHING RETURNING id")
-_SQLITE_EXISTING = "SELECT id FROM inbound_spool WHERE channel = ? AND dedupe_key = ?"
+_SQLITE_INSERT = ("INSERT INTO inbound_spool (channel, dedupe_key, envelope, payload, state, "
+                  "attempts, received_at) VALUES {} ON CONFLICT (channel, dedupe_key) DO NOTHING")
+_SQLITE_ROW = "(?, ?, ?, ?, 'pending', 0, ?)"
 
 
 def _insert_rows_sqlite(conn: sqlite3.Connection,
                         rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
-    """The same on a plain sqlite3 connection, stored as SQLAlchemy stores these types (JSON
-    text; naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff'), since the rest of the hub reads them so."""
-    ids: list[tuple[int, bool]] = []
-    for row in rows:
-        key = (row["channel"], row["dedupe_key"])
-        when = row["received_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        new = conn.execute(_SQLITE_INSERT, (*key, json.dumps(row["envelope"]), row["payload"],
-                                            when)).fetchone()
-        if new is not None:
-            ids.append((int(new[0]), False))
-        else:  # a resend, or a copy earlier in this batch
-            ids.append((int(conn.execute(_SQLITE_EXISTING, key).fetchone()[0]), True))
-    return ids
+    """The same on a plain sqlite3 connection, as one multi-row INSERT without RETURNING.
+
+    Every sqlite3 call gives up the GIL and must win it back from the busy event loop, so the
+    fewer the better: one statement (atomic on its own), ids from `lastrowid` (a statement's
+    new rowids are consecutive), and a look-up only when a resend made the count fall short.
+    Types are stored as SQLAlchemy stores them (JSON text; naive UTC with microseconds).
+    """
+    first: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(rows):
+        row["when"] = row["received_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        first.setdefault((row["channel"], row["dedupe_key"]), index)
+    fresh = [rows[index] for index in first.values()]
+    params = [value for row in fresh for value in (
+        row["channel"], row["dedupe_key"], json.dumps(row["envelope"]), row["payload"],
+        row["when"])]
+    cursor = conn.execute(_SQLITE_INSERT.format(", ".join([_SQLITE_ROW] * len(fresh))), params)
+    if cursor.rowcount == len(fresh):
+        start = int(cursor.lastrowid or 0) - len(fresh) + 1
+        ids = {key: (start + n, True) for n, key in enumerate(first)}
+    else:
+        ids = _stored_sqlite(conn, fresh)
+    return [(ids[key][0], not (ids[key][1] and first[key] == index))
+            for index, key in enumerate((row["channel"], row["dedupe_key"]) for row in rows)]
+
+
+def _stored_sqlite(conn: sqlite3.Connection,
+                   fresh: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, bool]]:
+    """(id, inserted just now) per key: ours if the stored row has our arrival time."""
+    found: dict[tuple[str, str], tuple[int, bool]] = {}
+    for row in fresh:
+        spool_id, when = conn.execute(
+            "SELECT id, received_at FROM inbound_spool WHERE channel = ? AND dedupe_key = ?",
+            (row["channel"], row["dedupe_key"])).fetchone()
+        found[(row["channel"], row["dedupe_key"])] = (int(spool_id), when == row["when"])
+    return found
 
 
 def _existing(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -115,14 +115,16 @@ class Database:
             async with self.write_engine.begin() as conn:
                 yield conn
 
-    async def write_in_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write_in_thread(self, work: Callable[[sqlite3.Connection], T], *,
+                              single_statement: bool = False) -> T:
         """SQLite only: run `work` on a plain sqlite3 connection, in one write transaction, on
         a writer thread of its own.
 
         aiosqlite makes every cursor call a round trip between the loop and its thread (nine
         for a one-statement transaction under SQLAlchemy); a hot path that needs neither the
         ORM nor SQL compilation does its whole transaction in one trip here. It takes the same
-        in-process write lock as every other writer.
+        in-process write lock as every other writer. With `single_statement`, `work` writes
+        with one statement, which SQLite makes atomic (and durable) on its own: no BEGIN/COMMIT.
         """
         assert self._write_lock is not None, "write_in_thread is for SQLite"
         if self._thread is None:
@@ -132,6 +134,8 @@ class Database:
             if self._thread_connection is None:
                 self._thread_connection = _sqlite_connect(self.url)
             conn = self._thread_connection
+            if single_statement:
+                return work(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = work(conn)
