@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,31 +102,37 @@ class Intake:
         self._group = GroupCommit(db) if db.is_sqlite else None
 
     async def accept(self, msg: InboundMessage) -> Accepted:
-        _check(msg)
-        blob_ids = [await self.blobs.put(a.data) for a in msg.attachments]
-        return await self._accept_with_blobs(msg, blob_ids)
+        return await self._accept_with_blobs(msg, await self._checked_blobs(msg))
 
     async def accept_many(self, msgs: Sequence[InboundMessage]) -> list[Accepted | Exception]:
         """Several messages, threaded in the order given; on SQLite they share one commit.
 
         Each entry is that message's `Accepted` or the exception `accept` would have raised.
         """
-        prepared: list[Any] = []
+        prepared: list[tuple[InboundMessage, list[str]] | Exception] = []
         for msg in msgs:
             try:
-                _check(msg)
-                prepared.append((msg, [await self.blobs.put(a.data) for a in msg.attachments]))
+                prepared.append((msg, await self._checked_blobs(msg)))
             except Exception as exc:
                 prepared.append(exc)
-        runs = [_raise(item) if isinstance(item, Exception) else self._accept_with_blobs(*item)
-                for item in prepared]
+
+        async def one(item: tuple[InboundMessage, list[str]] | Exception) -> Accepted | Exception:
+            if isinstance(item, Exception):
+                return item
+            try:
+                return await self._accept_with_blobs(*item)
+            except Exception as exc:
+                return exc
+
         if self._group is None:
             # Concurrent PostgreSQL transactions would not see each other's new conversations.
-            return [await _outcome(run) for run in runs]
+            return [await one(item) for item in prepared]
         # Tasks start in order and each queues its unit of work before its first await.
-        outcomes = await asyncio.gather(*runs, return_exceptions=True)
-        return [outcome if isinstance(outcome, Accepted | Exception) else _unexpected(outcome)
-                for outcome in outcomes]
+        return list(await asyncio.gather(*(one(item) for item in prepared)))
+
+    async def _checked_blobs(self, msg: InboundMessage) -> list[str]:
+        _check(msg)
+        return [await self.blobs.put(a.data) for a in msg.attachments]
 
     async def _accept_with_blobs(self, msg: InboundMessage, blob_ids: list[str]) -> Accepted:
         started = time.perf_counter()
@@ -318,23 +324,6 @@ class Intake:
     def _default_queue(router: Router) -> str:
         return str(getattr(router, "default_queue_name", None)
                    or getattr(router, "default_queue", "general"))
-
-
-async def _raise(exc: Exception) -> Accepted:
-    raise exc
-
-
-async def _outcome(run: Awaitable[Accepted]) -> Accepted | Exception:
-    try:
-        return await run
-    except Exception as exc:
-        return exc
-
-
-def _unexpected(outcome: BaseException) -> Exception:
-    if isinstance(outcome, asyncio.CancelledError):
-        raise outcome
-    return RuntimeError(f"intake ended with {type(outcome).__name__}")
 
 
 def _check(msg: InboundMessage) -> None:

@@ -54,6 +54,10 @@ class SpoolFull(Exception):
     """More unworked items than `max_backlog`: the channel must make the sender retry later."""
 
 
+class SpoolUnavailable(Exception):
+    """The database did not take the items: the channel must make the sender retry later."""
+
+
 def spool_key(key: str) -> str:
     """Keys longer than the column are hashed, so a hostile header cannot break the insert."""
     if len(key) <= MAX_KEY_CHARS:
@@ -107,12 +111,16 @@ class Spool:
         rows = [{"channel": item.channel, "dedupe_key": spool_key(item.dedupe_key),
                  "envelope": item.envelope, "payload": item.payload, "state": "pending",
                  "attempts": 0, "received_at": item.received_at} for item in items]
-        if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
-            ids = await self.db.write_in_thread(lambda conn: _insert_rows_sqlite(conn, rows),
-                                                single_statement=True)
-        else:
-            async with self.db.write_connection() as conn:
-                ids = await conn.run_sync(_insert_rows, self._insert_statement(), rows)
+        try:
+            if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
+                ids = await self.db.write_in_thread(
+                    lambda conn: _insert_rows_sqlite(conn, rows), single_statement=True)
+            else:
+                async with self.db.write_connection() as conn:
+                    ids = await conn.run_sync(_insert_rows, self._insert_statement(), rows)
+        except (DBAPIError, sqlite3.Error, OSError) as exc:
+            # One exception for "not stored", whichever driver said so.
+            raise SpoolUnavailable(type(exc).__name__) from exc
         receipts = [SpoolReceipt(spool_id, duplicate=duplicate) for spool_id, duplicate in ids]
         added = sum(not r.duplicate for r in receipts)
         if added:

@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from hub.adapters.base import Capability, IntakeSink, SpoolSink
 from hub.config import Settings
 from hub.model import InboundMessage, OutboundMessage, SendResult, SpoolItem
+from hub.spool import SpoolFull, SpoolUnavailable
 
 from .normalize import EmailLimits, parse_email, spool_key
 from .outbound import RelaySender
@@ -78,23 +79,19 @@ class SmtpHandler:
                 channel="email", dedupe_key=key, payload=raw,
                 envelope={"mail_from": envelope.mail_from,
                           "rcpt_to": list(envelope.rcpt_tos)}))
+        except SpoolFull as exc:
+            log.warning("spool full, answered 451: %s", exc)
+            return BUSY
+        except SpoolUnavailable as exc:
+            log.warning("spool unavailable, answered 451: %s", exc)
+            return TEMPORARY_FAILURE
         except Exception as exc:
-            # Spool full, database down, or a bug alike: the sender keeps the mail and retries;
-            # nothing about the message or the error goes back to the client.
-            _log_failure(exc)
-            return BUSY if type(exc).__name__ == "SpoolFull" else TEMPORARY_FAILURE
+            # A bug: the sender keeps the mail and retries; nothing goes back to the client.
+            log.error("unexpected error during DATA, answered 451", exc_info=exc)
+            return TEMPORARY_FAILURE
         if receipt.duplicate:
             return "250 2.0.0 OK (already received)"
         return "250 2.0.0 OK"
-
-
-def _log_failure(exc: Exception) -> None:
-    if type(exc).__name__ == "SpoolFull":
-        log.warning("spool full, answered 451: %s", exc)
-    elif isinstance(exc, OSError) or type(exc).__module__.startswith("sqlalchemy"):
-        log.warning("spool unavailable, answered 451: %s", type(exc).__name__)
-    else:
-        log.error("unexpected error during DATA, answered 451", exc_info=exc)
 
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:

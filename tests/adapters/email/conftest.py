@@ -25,6 +25,7 @@ from hub.adapters.email.normalize import EmailLimits, parse_email
 from hub.app import Hub
 from hub.config import Settings
 from hub.model import Accepted, InboundMessage, SpoolItem, SpoolReceipt
+from hub.spool import SpoolUnavailable
 
 CORPUS = Path(os.environ.get("HUB_CORPUS_DIR",
                              Path(__file__).resolve().parents[4] / "shared" / "corpus"))
@@ -86,10 +87,6 @@ def corpus_mails() -> list[CorpusMail]:
     return mails
 
 
-class IntakeUnavailable(Exception):
-    """Named like hub.intake.IntakeUnavailable: the handler must answer 451 for it."""
-
-
 @dataclass
 class FakeIntake:
     """Spool and intake in one: `put` parses at once and accepts; records accepted messages,
@@ -115,7 +112,7 @@ class FakeIntake:
             await asyncio.sleep(self.delay)
         if self.fail_next:
             self.fail_next -= 1
-            raise IntakeUnavailable("database is locked")
+            raise SpoolUnavailable("database is locked")
         if self.crash_next:
             self.crash_next -= 1
             raise RuntimeError("a bug in the intake")

@@ -455,6 +455,19 @@ async def test_database_failure_during_data_451_then_the_resend_is_stored_once(
     assert len(await live.outgoing()) == 1  # one acknowledgment, for the stored copy
 
 
+async def test_a_full_spool_answers_451_busy_and_the_resend_is_stored_once(live: LiveHub) -> None:
+    raw, message_id = citizen_mail()
+    live.hub.spool.max_backlog = 0  # as if thousands of mails were waiting to be worked
+    code, text = await live.send(raw)
+    assert code == 451 and "4.3.2" in text, text
+    assert await nothing_stored(live.hub) and await spooled(live.hub) == []
+
+    live.hub.spool.max_backlog = 10
+    assert (await live.send(raw))[0] == 250  # the sender's retry
+    (stored,) = await messages(live.hub)
+    assert stored.thread_key == message_id
+
+
 async def test_250_comes_when_the_spool_committed_and_the_mail_is_worked_behind_it(
         live: LiveHub) -> None:
     await live.hub.spool_worker.stop()  # the test works the spool itself, step by step
