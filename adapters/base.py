@@ -10,8 +10,7 @@ verdict from the exception it raises.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hub.model import (
@@ -22,6 +21,7 @@ from hub.model import (
     SpoolItem,
     SpoolReceipt,
 )
+from hub.spool import RawOnlyParser
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -68,15 +68,22 @@ class SpoolSink(Protocol):
     async def put(self, item: SpoolItem) -> SpoolReceipt: ...
 
 
+@runtime_checkable
 class Spooling(Protocol):
     """An adapter that spools its raw input turns a spooled payload back into a message later.
 
-    Must not raise for bad input (a malformed payload becomes a flagged message)."""
+    `spool_parser` runs in a parse process, so it must be picklable (a module-level class or
+    function with plain settings). It must not raise for bad input (a malformed payload
+    becomes a flagged message); its `raw_only` keeps a payload whose full parse overran the
+    time budget or crashed."""
 
     name: str
+    spool_parser: RawOnlyParser
 
-    def parse_spooled(self, payload: bytes, envelope: Mapping[str, Any],
-                      received_at: datetime) -> InboundMessage: ...
+
+def spool_parsers(adapters: Iterable[object]) -> dict[str, RawOnlyParser]:
+    """The spool parser of every adapter that spools, by channel."""
+    return {a.name: a.spool_parser for a in adapters if isinstance(a, Spooling)}
 
 
 @runtime_checkable

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hub.acknowledge import Acknowledger
-from hub.adapters.base import AdapterRegistry, ChannelAdapter
+from hub.adapters.base import AdapterRegistry, ChannelAdapter, spool_parsers
 from hub.config import Settings, load_settings
-from hub.events import EventBus
+from hub.events import EventBus, RedisRelay
 from hub.intake import Intake
 from hub.jobs import InProcessJobs, Jobs, RQJobs
+from hub.parsepool import ParsePool
 from hub.routing import DefaultQueueRouter, Router
 from hub.spool import Spool, SpoolWorker, WorkPolicy
 from hub.storage.blobs import BlobStore
@@ -57,6 +58,9 @@ class Hub:
         self.db = Database(settings.database.url, pool_size=settings.database.pool_size)
         self.blobs = BlobStore(Path(settings.hub.data_dir) / "blobs")
         self.events = EventBus()
+        self.event_relay = (RedisRelay(self.events, settings.redis.url,
+                                       f"{settings.redis.queue_prefix}:events")
+                            if settings.redis.url else None)
         self.reply_secret = reply_secret(settings)
         self.adapters = AdapterRegistry()
         for adapter in adapters if adapters is not None else default_adapters(settings, self):
@@ -79,11 +83,12 @@ class Hub:
             events=self.events,
         )
         self.spool = Spool(self.db, max_backlog=settings.spool.max_backlog)
+        self.parse_pool = ParsePool(settings.spool.parse_processes, settings.spool.parse_seconds)
         self.spool_worker = SpoolWorker(
-            self.spool, self.intake,
-            {a.name: a.parse_spooled for a in self.adapters if hasattr(a, "parse_spooled")},
+            self.spool, self.intake, spool_parsers(self.adapters),
             policy=WorkPolicy(quiet=settings.spool.quiet_ms / 1000,
-                              max_delay=settings.spool.max_delay_seconds))
+                              max_delay=settings.spool.max_delay_seconds),
+            pool=self.parse_pool)
         self._background: list[asyncio.Task[None]] = []
         self._listeners: list[Any] = []
         self._loop_thread: _LoopThread | None = None
@@ -130,6 +135,8 @@ class Hub:
         await self.prepare()
         addresses: list[str] = []
         if listeners:
+            if self.event_relay is not None:
+                await self.event_relay.listen()
             await self.spool_worker.start()
             for adapter in self.adapters:
                 start = getattr(adapter, "start", None)
@@ -151,6 +158,7 @@ class Hub:
             await adapter.stop()
         self._listeners.clear()
         await self.spool_worker.stop()
+        await asyncio.to_thread(self.parse_pool.close)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -158,6 +166,8 @@ class Hub:
         if self.rules is not None and hasattr(self.rules, "stop"):
             await self.rules.stop()
         await self.jobs.drain()
+        if self.event_relay is not None:
+            await self.event_relay.close()
         await self.db.dispose()
         close = getattr(self.jobs, "close", None)
         if close is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import metrics
@@ -46,6 +46,7 @@ from hub.sanitize import sanitize_html
 from hub.status import record_status
 from hub.storage.blobs import BlobStore
 from hub.storage.db import Database
+from hub.storage.errors import is_transient
 from hub.storage.groupcommit import GroupCommit
 from hub.storage.tables import (
     Attachment,
@@ -138,9 +139,11 @@ class Intake:
         started = time.perf_counter()
         try:
             stored = await self._store_once(msg, blob_ids)
-        except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise  # this message cannot be stored as it is: the caller counts it
             log.error("intake could not commit %s message: %s", msg.channel, type(exc).__name__)
-            raise IntakeUnavailable(str(exc)) from exc
+            raise IntakeUnavailable(type(exc).__name__) from exc
         metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
         if stored.accepted.duplicate:
             metrics.INBOUND_DUPLICATES.labels(msg.channel).inc()
@@ -187,8 +190,8 @@ class Intake:
         await session.flush()
         for attachment, sha in zip(msg.attachments, blob_ids, strict=True):
             session.add(Attachment(
-                message_id=message.id, filename=attachment.filename[:255],
-                content_type=attachment.content_type[:255], size=len(attachment.data),
+                message_id=message.id, filename=attachment.filename,
+                content_type=attachment.content_type, size=len(attachment.data),
                 sha256=sha, content_id=attachment.content_id, inline=attachment.inline,
             ))
         _touch(conversation, msg)
@@ -238,7 +241,7 @@ class Intake:
         else:
             contact_id = contact.id
             if msg.sender_name and not contact.name:
-                contact.name = msg.sender_name[:200]
+                contact.name = msg.sender_name
             if msg.language and not contact.language:
                 contact.language = msg.language
         for channel, address in msg.extra_identities:
@@ -276,7 +279,7 @@ class Intake:
         conversation = Conversation(
             reference=new_reference(), contact_id=contact_id, channel=msg.channel,
             status=ConversationStatus.OPEN.value, priority="normal", tags=[],
-            subject=(msg.subject or None) and msg.subject[:998], language=msg.language,
+            subject=msg.subject or None, language=msg.language,
             created_at=now, last_message_at=now,
         )
         session.add(conversation)
@@ -358,7 +361,7 @@ def _insert_ignoring_conflict(session: AsyncSession, **values: object) -> Any:
 
 
 async def _create_contact(session: AsyncSession, msg: InboundMessage) -> int:
-    name = msg.sender_name[:200] if msg.sender_name else None
+    name = msg.sender_name or None
     contact_id = await session.scalar(
         insert(Contact).values(name=name, language=msg.language, created_at=utcnow())
         .returning(Contact.id))
@@ -435,11 +438,11 @@ def _message_row(msg: InboundMessage, conversation_id: int, rule: str) -> Messag
         conversation_id=conversation_id,
         direction=Direction.INBOUND.value,
         channel=msg.channel,
-        provider_id=msg.provider_id[:512],
-        thread_key=msg.thread_key and msg.thread_key[:512],
+        provider_id=msg.provider_id,
+        thread_key=msg.thread_key,
         sender=msg.sender,
         recipient=msg.recipient,
-        subject=msg.subject and msg.subject[:998],
+        subject=msg.subject,
         body=msg.text,
         full_text=msg.full_text,
         html=sanitize_html(msg.html),

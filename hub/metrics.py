@@ -24,3 +24,10 @@ SPOOL_PENDING = Gauge("hub_spool_pending", "Inbound items committed but not yet 
                       registry=REGISTRY)
 SPOOL_FAILED = Counter("hub_spool_failed", "Inbound items set aside after repeated failures",
                        registry=REGISTRY)
+SPOOL_ITEMS = Gauge("hub_spool_items", "Inbound spool items by state (read at each scrape)",
+                    ["state"], registry=REGISTRY)
+INBOUND_MALFORMED = Counter("hub_inbound_malformed",
+                            "Inbound items kept raw and flagged instead of parsed, by reason",
+                            ["channel", "reason"], registry=REGISTRY)
+EVENTS_DROPPED = Counter("hub_events_dropped", "Live events that did not reach every subscriber",
+                         ["reason"], registry=REGISTRY)

@@ -18,15 +18,16 @@ items behind it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import json
 import logging
+import pickle
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -35,7 +36,10 @@ from sqlalchemy.exc import DBAPIError
 from hub import metrics
 from hub.intake import IntakeUnavailable
 from hub.model import InboundMessage, SpoolItem, SpoolReceipt, utcnow
+from hub.parsepool import ParsePool, ParseTimeout
+from hub.storage.bounded import clean_json, column_limit, fit_key
 from hub.storage.db import Database, DatabaseUnavailable
+from hub.storage.errors import is_transient
 from hub.storage.tables import SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -43,11 +47,24 @@ log = logging.getLogger(__name__)
 Parser = Callable[[bytes, Mapping[str, Any], datetime], InboundMessage]
 """(payload, envelope, received_at) -> the normalised message; must not raise for bad input."""
 
+
+class RawOnlyParser(Protocol):
+    """A parser that can also keep a payload raw, cheaply and without failing, when its full
+    parse overran its budget or crashed (`reason` becomes a flag on the message)."""
+
+    def __call__(self, payload: bytes, envelope: Mapping[str, Any],
+                 received_at: datetime) -> InboundMessage: ...
+
+    def raw_only(self, payload: bytes, envelope: Mapping[str, Any], received_at: datetime,
+                 reason: str) -> InboundMessage: ...
+
+
 SPOOL = cast(Table, SpoolEntry.__table__)
-MAX_KEY_CHARS = 255
+MAX_KEY_CHARS = column_limit(SPOOL.c.dedupe_key)
 MAX_ATTEMPTS = 5
-PARSE_IN_THREAD_BYTES = 256 * 1024  # parsing a large item would stall the loop's other work
 BATCH_BYTES = 32 * 1024 * 1024  # payloads held in memory at once (one item may exceed it)
+STRIKES = 3
+POLL_SECONDS = 5.0  # items retried or spooled by another process are seen this soon
 
 
 class SpoolFull(Exception):
@@ -59,10 +76,9 @@ class SpoolUnavailable(Exception):
 
 
 def spool_key(key: str) -> str:
-    """Keys longer than the column are hashed, so a hostile header cannot break the insert."""
-    if len(key) <= MAX_KEY_CHARS:
-        return key
-    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    """The key as the column stores it (cleaned; hashed when longer than the column), for the
+    writer thread that bypasses the column types."""
+    return fit_key(key, MAX_KEY_CHARS)
 
 
 class Spool:
@@ -109,7 +125,8 @@ class Spool:
 
     async def _insert(self, items: Sequence[SpoolItem]) -> list[SpoolReceipt]:
         rows = [{"channel": item.channel, "dedupe_key": spool_key(item.dedupe_key),
-                 "envelope": item.envelope, "payload": item.payload, "state": "pending",
+                 "envelope": clean_json(item.envelope), "payload": item.payload,
+                 "state": "pending",
                  "attempts": 0, "received_at": item.received_at} for item in items]
         try:
             if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
@@ -119,7 +136,8 @@ class Spool:
                 async with self.db.write_connection() as conn:
                     ids = await conn.run_sync(_insert_rows, self._insert_statement(), rows)
         except (DBAPIError, sqlite3.Error, OSError) as exc:
-            # One exception for "not stored", whichever driver said so.
+            # One exception for "not stored", whichever driver said so: the sender keeps the
+            # item and retries (the values were cleaned and fitted, so it is not the item's).
             raise SpoolUnavailable(type(exc).__name__) from exc
         receipts = [SpoolReceipt(spool_id, duplicate=duplicate) for spool_id, duplicate in ids]
         added = sum(not r.duplicate for r in receipts)
@@ -259,12 +277,18 @@ class SpoolWorker:
     """Works pending items into the intake, oldest first, one task on the hub's loop."""
 
     def __init__(self, spool: Spool, intake: Any, parsers: Mapping[str, Parser], *,
-                 policy: WorkPolicy = WorkPolicy(), batch: int = 16) -> None:
+                 policy: WorkPolicy = WorkPolicy(), batch: int = 16,
+                 pool: ParsePool | None = None) -> None:
         self.spool = spool
         self.intake = intake
         self.parsers = dict(parsers)
         self.policy = policy
+        self.pool = pool
+        if pool is not None and pool.processes > 0:
+            for channel, parser in self.parsers.items():
+                _check_picklable(channel, parser)
         self._batch = batch
+        self._strikes: dict[int, int] = {}
         self._wake = asyncio.Event()
         self._working = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -272,12 +296,17 @@ class SpoolWorker:
         spool.on_new = self._wake.set
 
     async def start(self) -> None:
-        async with self.spool.db.read() as session:
-            self.spool.backlog = int(await session.scalar(
-                select(func.count()).select_from(SPOOL).where(SPOOL.c.state == "pending")) or 0)
-        metrics.SPOOL_PENDING.set(self.spool.backlog)
+        await self._count_pending()
         self._wake.set()  # whatever a crash or a stop left pending
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _count_pending(self) -> None:
+        with contextlib.suppress(Exception):  # the database away: the old count stands
+            async with self.spool.db.read() as session:
+                self.spool.backlog = int(await session.scalar(
+                    select(func.count()).select_from(SPOOL)
+                    .where(SPOOL.c.state == "pending")) or 0)
+        metrics.SPOOL_PENDING.set(self.spool.backlog)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -305,7 +334,11 @@ class SpoolWorker:
 
     async def _run_once(self) -> None:
         while True:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+            except TimeoutError:
+                # Look anyway: another process may have spooled or retried an item.
+                await self._count_pending()
             self._wake.clear()
             waiting_since = time.monotonic()
             while True:
@@ -355,23 +388,38 @@ class SpoolWorker:
             outcomes = [msg if isinstance(msg, Exception) else next(accepted) for msg in parsed]
             done: list[tuple[int, int]] = []
             failed: list[tuple[_Due, Exception]] = []
-            unavailable = 0
+            unavailable: list[tuple[_Due, Exception]] = []
             for (item, _), outcome in zip(due, outcomes, strict=True):
                 if not isinstance(outcome, Exception):
+                    self._strikes.pop(item.id, None)
                     done.append((item.id, int(outcome.message_id)))
                 elif _is_unavailable(outcome):
-                    unavailable += 1  # not the item's fault: no attempt counted
+                    unavailable.append((item, outcome))  # not the item's fault: not counted
                 else:
                     failed.append((item, outcome))
+            if unavailable:
+                up = bool(done or failed) or await self.spool.db.ping()
+                failed += self._struck_out(unavailable) if up else []
+                if not done and not failed:
+                    return -1  # the database is away (or may be): back off, nothing counted
             try:
                 await self._settle(done, failed)
             except Exception as exc:
                 # Not recorded, so worked again later: the intake's dedupe makes that harmless.
                 log.warning("spool: could not record worked items: %s", type(exc).__name__)
                 return -1
-            if unavailable and not done and not failed:
-                return -1
             return len(done) + len(failed)
+
+    def _struck_out(self, unavailable: list[tuple[_Due, Exception]]) -> list[tuple[_Due, Exception]]:
+        """Items that failed as if the database were away while it answered, STRIKES times in a
+        row: they may be the cause, so from now on they count, and cannot hold up the rest."""
+        out = []
+        for item, exc in unavailable:
+            self._strikes[item.id] = self._strikes.get(item.id, 0) + 1
+            if self._strikes[item.id] >= STRIKES:
+                del self._strikes[item.id]
+                out.append((item, exc))
+        return out
 
     async def _due(self) -> list[tuple[_Due, bytes]]:
         """The oldest due items with their payloads, as many as fit the batch's byte budget."""
@@ -398,12 +446,29 @@ class SpoolWorker:
         return [(item, payloads.get(item.id) or b"") for item in chosen]
 
     async def _parse(self, item: _Due, payload: bytes) -> InboundMessage | Exception:
+        """Off the loop, within the pool's budget; past it or on a parser crash, the payload is
+        kept raw and flagged where the parser can do that, else the item fails this attempt."""
         parse = self.parsers[item.channel]
+        args = (payload, item.envelope, item.received_at)
+        error: Exception
         try:
-            if len(payload) > PARSE_IN_THREAD_BYTES:
-                return await asyncio.to_thread(parse, payload, item.envelope, item.received_at)
-            return parse(payload, item.envelope, item.received_at)
-        except Exception as exc:  # a parser bug: this item is set aside, the others go on
+            if self.pool is not None:
+                return await self.pool.run(parse, *args)
+            return await asyncio.to_thread(parse, *args)
+        except ParseTimeout as exc:
+            reason, error = "parse_timeout", exc
+        except Exception as exc:
+            reason, error = "parse_error", exc
+        log.warning("spool item %s (%s): %s (%s); keeping it raw", item.id, item.channel,
+                    reason, type(error).__name__)
+        metrics.INBOUND_MALFORMED.labels(item.channel, reason).inc()
+        raw_only = getattr(parse, "raw_only", None)
+        if raw_only is None:
+            return error
+        try:
+            return cast(InboundMessage, await asyncio.to_thread(
+                raw_only, payload, item.envelope, item.received_at, reason))
+        except Exception as exc:
             return exc
 
     async def _settle(self, done: list[tuple[int, int]],
@@ -425,13 +490,24 @@ class SpoolWorker:
         self.spool.backlog = max(0, self.spool.backlog - gone)
         metrics.SPOOL_PENDING.set(self.spool.backlog)
         for item, exc in failed:
-            log.error("spool item %s (%s) failed, attempt %s: %s", item.id, item.channel,
-                      item.attempts + 1, type(exc).__name__, exc_info=exc)
+            # The reason goes to the item (`hub spool show`); the log gets no message content.
+            log.warning("spool item %s (%s) failed, attempt %s of %s: %s", item.id,
+                        item.channel, item.attempts + 1, MAX_ATTEMPTS, type(exc).__name__)
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, without the SQL statement and its parameters (a citizen's data)."""
+    while isinstance(exc, IntakeUnavailable) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    text = str(exc).split("\n[SQL:", 1)[0].strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _failure(item: _Due, exc: Exception, now: datetime) -> dict[str, Any]:
     attempts = item.attempts + 1
-    error = f"{type(exc).__name__}: {exc}"[:500]
+    error = describe(exc)
     if attempts >= MAX_ATTEMPTS:
         metrics.SPOOL_FAILED.inc()
         return {"state": "failed", "attempts": attempts, "last_error": error}
@@ -440,7 +516,15 @@ def _failure(item: _Due, exc: Exception, now: datetime) -> dict[str, Any]:
 
 
 def _is_unavailable(exc: Exception) -> bool:
-    return isinstance(exc, IntakeUnavailable | DatabaseUnavailable | DBAPIError | OSError)
+    return isinstance(exc, IntakeUnavailable | DatabaseUnavailable) or is_transient(exc)
+
+
+def _check_picklable(channel: str, parser: Parser) -> None:
+    try:
+        pickle.dumps(parser)
+    except Exception as exc:
+        raise TypeError(f"the {channel} channel's spool parser cannot go to a parse process "
+                        f"({type(exc).__name__}); give it a module-level, picklable parser") from exc
 
 
 async def purge_worked(db: Database, keep: timedelta) -> int:

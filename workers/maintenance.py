@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from hub import metrics
 from hub.model import OutboxState, utcnow
-from hub.storage.tables import OutboxItem
+from hub.storage.tables import OutboxItem, SpoolEntry
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -58,6 +58,20 @@ async def refresh_outbox_gauge(hub: Hub) -> dict[str, int]:
     counts.update({state: count for state, count in rows})
     for state, count in counts.items():
         metrics.OUTBOX_DEPTH.labels(state).set(count)
+    await refresh_spool_gauge(hub)
+    return counts
+
+
+async def refresh_spool_gauge(hub: Hub) -> dict[str, int]:
+    """Spool items by state, read from the database: what was set aside stays visible across
+    restarts (the `hub_spool_failed` counter only counts since this process started)."""
+    async with hub.db.read() as session:
+        rows = (await session.execute(
+            select(SpoolEntry.state, func.count()).group_by(SpoolEntry.state))).all()
+    counts = {"pending": 0, "done": 0, "failed": 0}
+    counts.update({state: count for state, count in rows})
+    for state, count in counts.items():
+        metrics.SPOOL_ITEMS.labels(state).set(count)
     return counts
 
 

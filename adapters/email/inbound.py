@@ -16,6 +16,7 @@ import logging
 import ssl
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from hub.config import Settings
 from hub.model import InboundMessage, OutboundMessage, SendResult, SpoolItem
 from hub.spool import SpoolFull, SpoolUnavailable
 
-from .normalize import EmailLimits, parse_email, spool_key
+from .normalize import EmailLimits, parse_email, parse_email_raw_only, spool_key
 from .outbound import RelaySender
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,12 @@ class SmtpHandler:
             return "250 2.0.0 OK (already received)"
         return "250 2.0.0 OK"
 
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default is a permanent "500 Error: (...) ...", which would make the
+        # sending server bounce a citizen's mail over our own fault: ask it to try again.
+        log.error("unexpected SMTP error, answered 451: %s", type(error).__name__)
+        return TEMPORARY_FAILURE
+
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     if not cert or not key:
@@ -145,6 +152,27 @@ class SmtpServer:
         self._server = None
 
 
+@dataclass(frozen=True, slots=True)
+class EmailSpoolParser:
+    """A spooled mail back into a message; plain data, so it travels to a parse process."""
+
+    limits: EmailLimits
+    reply_secret: bytes
+
+    def __call__(self, payload: bytes, envelope: Mapping[str, Any],
+                 received_at: datetime) -> InboundMessage:
+        return parse_email(payload, mail_from=envelope.get("mail_from"),
+                           rcpt_to=envelope.get("rcpt_to") or (), limits=self.limits,
+                           reply_secret=self.reply_secret, received_at=received_at)
+
+    def raw_only(self, payload: bytes, envelope: Mapping[str, Any], received_at: datetime,
+                 reason: str) -> InboundMessage:
+        return parse_email_raw_only(payload, mail_from=envelope.get("mail_from"),
+                                    rcpt_to=envelope.get("rcpt_to") or (), limits=self.limits,
+                                    reply_secret=self.reply_secret, received_at=received_at,
+                                    reason=reason)
+
+
 class EmailAdapter:
     """The email channel: SMTP intake on the hub's loop, relay delivery in worker jobs."""
 
@@ -158,6 +186,7 @@ class EmailAdapter:
         self.limits = EmailLimits.from_settings(settings.smtp)
         self.sender = RelaySender(settings.email)
         self.server: SmtpServer | None = None
+        self.spool_parser = EmailSpoolParser(self.limits, reply_secret)
 
     async def start(self, intake: IntakeSink, spool: SpoolSink) -> list[str]:
         smtp = self.settings.smtp
@@ -176,9 +205,7 @@ class EmailAdapter:
 
     def parse_spooled(self, payload: bytes, envelope: Mapping[str, Any],
                       received_at: datetime) -> InboundMessage:
-        return parse_email(payload, mail_from=envelope.get("mail_from"),
-                           rcpt_to=envelope.get("rcpt_to") or (), limits=self.limits,
-                           reply_secret=self.reply_secret, received_at=received_at)
+        return self.spool_parser(payload, envelope, received_at)
 
     def send(self, msg: OutboundMessage) -> SendResult:
         return self.sender.send(msg)

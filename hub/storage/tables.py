@@ -2,6 +2,8 @@
 
 Works on SQLite and PostgreSQL alike: JSON columns use the generic JSON type, times are stored
 timezone-aware (UTC), and uniqueness that the intake relies on for dedupe is a real constraint.
+Columns that hold what citizens and providers sent use the types of `hub.storage.bounded`, so the
+lengths declared here are the only limits, applied to every write and look-up.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
-    Text,
     TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 from hub.model import utcnow
+from hub.storage.bounded import BoundedString, CleanJSON, CleanText, KeyString
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -68,8 +70,8 @@ class Base(DeclarativeBase):
 class Contact(Base):
     __tablename__ = "contacts"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    name: Mapped[str | None] = mapped_column(String(200))
-    language: Mapped[str | None] = mapped_column(String(8))
+    name: Mapped[str | None] = mapped_column(BoundedString(200))
+    language: Mapped[str | None] = mapped_column(BoundedString(8))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     identities: Mapped[list[Identity]] = relationship(back_populates="contact", lazy="raise")
 
@@ -80,7 +82,7 @@ class Identity(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(KeyString(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     contact: Mapped[Contact] = relationship(back_populates="identities", lazy="raise")
 
@@ -138,10 +140,10 @@ class Conversation(Base):
     queue: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="open")
     priority: Mapped[str] = mapped_column(String(16), default="normal")
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(CleanJSON, default=list)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
-    subject: Mapped[str | None] = mapped_column(String(998))
-    language: Mapped[str | None] = mapped_column(String(8))
+    subject: Mapped[str | None] = mapped_column(BoundedString(998))
+    language: Mapped[str | None] = mapped_column(BoundedString(8))
     spam: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_replies_sent: Mapped[int] = mapped_column(Integer, default=0)
     acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -164,23 +166,23 @@ class Message(Base):
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     direction: Mapped[str] = mapped_column(String(8))
     channel: Mapped[str] = mapped_column(String(16))
-    provider_id: Mapped[str | None] = mapped_column(String(512))
-    thread_key: Mapped[str | None] = mapped_column(String(512))
-    sender: Mapped[str | None] = mapped_column(String(320))
-    recipient: Mapped[str | None] = mapped_column(String(320))
-    subject: Mapped[str | None] = mapped_column(String(998))
-    body: Mapped[str] = mapped_column(Text, default="")
-    full_text: Mapped[str | None] = deferred(mapped_column(Text))
-    html: Mapped[str | None] = deferred(mapped_column(Text))  # sanitised with nh3
+    provider_id: Mapped[str | None] = mapped_column(KeyString(512))
+    thread_key: Mapped[str | None] = mapped_column(KeyString(512))
+    sender: Mapped[str | None] = mapped_column(KeyString(320))
+    recipient: Mapped[str | None] = mapped_column(KeyString(320))
+    subject: Mapped[str | None] = mapped_column(BoundedString(998))
+    body: Mapped[str] = mapped_column(CleanText, default="")
+    full_text: Mapped[str | None] = deferred(mapped_column(CleanText))
+    html: Mapped[str | None] = deferred(mapped_column(CleanText))  # sanitised with nh3
     raw: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     automatic: Mapped[bool] = mapped_column(Boolean, default=False)
-    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    language: Mapped[str | None] = mapped_column(String(8))
-    thread_rule: Mapped[str | None] = mapped_column(String(24))
+    flags: Mapped[list[str]] = mapped_column(CleanJSON, default=list)
+    meta: Mapped[dict[str, Any]] = mapped_column(CleanJSON, default=dict)
+    language: Mapped[str | None] = mapped_column(BoundedString(8))
+    thread_rule: Mapped[str | None] = mapped_column(BoundedString(24))
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     delivery_status: Mapped[str | None] = mapped_column(String(16))
-    delivery_error: Mapped[str | None] = mapped_column(Text)
+    delivery_error: Mapped[str | None] = mapped_column(CleanText)
     received_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -189,11 +191,11 @@ class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
-    filename: Mapped[str] = mapped_column(String(255))
-    content_type: Mapped[str] = mapped_column(String(255))
+    filename: Mapped[str] = mapped_column(BoundedString(255))
+    content_type: Mapped[str] = mapped_column(BoundedString(255))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
-    content_id: Mapped[str | None] = mapped_column(String(255))
+    content_id: Mapped[str | None] = mapped_column(BoundedString(255))
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
@@ -207,7 +209,7 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(CleanText)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -218,8 +220,8 @@ class DeliveryEvent(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
     status: Mapped[str] = mapped_column(String(16))
-    provider_id: Mapped[str | None] = mapped_column(String(512))
-    detail: Mapped[str | None] = mapped_column(Text)
+    provider_id: Mapped[str | None] = mapped_column(KeyString(512))
+    detail: Mapped[str | None] = mapped_column(CleanText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -233,8 +235,8 @@ class RoutingDecisionRow(Base):
         ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )
     rules_version: Mapped[str] = mapped_column(String(80))
-    decision: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    trace: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    decision: Mapped[dict[str, Any]] = mapped_column(CleanJSON, default=dict)
+    trace: Mapped[list[Any]] = mapped_column(CleanJSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -271,7 +273,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    detail: Mapped[dict[str, Any]] = mapped_column(CleanJSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -285,13 +287,13 @@ class SpoolEntry(Base):
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
-    dedupe_key: Mapped[str] = mapped_column(String(1024))
-    envelope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    dedupe_key: Mapped[str] = mapped_column(KeyString(1024))
+    envelope: Mapped[dict[str, Any]] = mapped_column(CleanJSON, default=dict)
     payload: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))  # dropped once worked
     state: Mapped[str] = mapped_column(String(8), default="pending")  # pending | done | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error: Mapped[str | None] = mapped_column(BoundedString(500))
     message_id: Mapped[int | None] = mapped_column(Id)
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]

@@ -80,7 +80,8 @@ async def test_concurrent_puts_share_commits_and_copies_in_one_batch_store_once(
 
 async def test_a_long_key_is_hashed_to_fit(hub: Hub) -> None:
     key = "x" * 5000
-    assert spool_key(key).startswith("sha256:") and spool_key("short") == "short"
+    assert "sha256:" in spool_key(key) and len(spool_key(key)) <= 1024
+    assert spool_key("short") == "short"
     spool = Spool(hub.db)
     receipt = await spool.put(item("+15550000001", "long", key=key))
     assert (await spool.put(item("+15550000001", "long", key=key))).duplicate

@@ -1,0 +1,78 @@
+"""Parsing off the event loop: spooled payloads are parsed in child processes, each within a
+time budget.
+
+A hostile payload (a thousand nested MIME parts, a header built to make a parser backtrack)
+must never hold the loop that answers SMTP and HTTP, and must never hold the spool either. In
+a child process the parse uses the other core instead of competing for the loop's GIL, and a
+parse that overruns its budget is ended by killing the child: the caller then keeps the
+payload raw and flagged instead. With `processes = 0` parsing runs on a thread (no budget can
+be enforced there; the parsers' own caps still bound it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ParseTimeout(Exception):
+    """The parse did not finish within its budget; its child process was ended."""
+
+
+class ParsePool:
+    """Runs picklable parse functions in a small pool of child processes."""
+
+    def __init__(self, processes: int = 1, budget: float = 10.0) -> None:
+        self.processes = processes
+        self.budget = budget
+        self._executor: Executor | None = None
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            if self.processes <= 0:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="parse")
+            else:
+                # forkserver: a child forked from the hub would inherit its loop and threads.
+                context = multiprocessing.get_context("forkserver")
+                self._executor = ProcessPoolExecutor(self.processes, mp_context=context)
+        return self._executor
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in a child; ParseTimeout past the budget; the parser's own exception as is."""
+        for attempt in (1, 2):
+            future = asyncio.wrap_future(self._pool().submit(fn, *args))
+            try:
+                if self.processes <= 0:
+                    return await future
+                return await asyncio.wait_for(future, self.budget)
+            except TimeoutError:
+                self._kill()
+                raise ParseTimeout(f"parse took longer than {self.budget:g} s") from None
+            except BrokenProcessPool:
+                # A child died (killed for another item's overrun, or crashed on this one).
+                self._kill()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _kill(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # ProcessPoolExecutor has no public way to end a busy worker before Python 3.14.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
