@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from email.message import Message
 
+from .body import ctype_of
+
 # RFC 3834: anything but "no" is machine-generated.
 _PRECEDENCE_AUTOMATIC = frozenset({"bulk", "junk", "list", "auto_reply"})
 # Vendor headers set by autoresponders that predate or ignore RFC 3834.
@@ -67,7 +69,7 @@ def automatic_reasons(
         reasons.append(f"machine sender {local}")
     if subject and _AUTOREPLY_SUBJECT.match(subject):
         reasons.append("auto-reply subject")
-    if msg is not None and msg.get_content_type() == "multipart/report":
+    if msg is not None and ctype_of(msg) == "multipart/report":
         reasons.append("multipart/report")
     return reasons
 
