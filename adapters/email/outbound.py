@@ -15,9 +15,12 @@ import logging
 import re
 import smtplib
 import ssl
+from dataclasses import replace
+from email import errors as email_errors
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.utils import formatdate, getaddresses
 from typing import Any
 
@@ -107,9 +110,10 @@ class RelaySender:
     def send(self, msg: OutboundMessage) -> SendResult:
         if "@" not in msg.to or any(c.isspace() for c in msg.to.strip()):
             raise PermanentError("recipient is not an email address", code="bad_recipient")
-        mail, bare_id = build_message(msg, self.config.from_)
+        to = _idna_domain(msg.to.strip())
+        mail, bare_id = build_message(replace(msg, to=to), self.config.from_)
         envelope_from = _parse_from(self.config.from_)[1]
-        queue_id = self._deliver(mail, envelope_from, msg.to.strip())
+        queue_id = self._deliver(mail, envelope_from, to)
         log.info("email sent to relay, message %s, relay queue id %s", msg.message_id, queue_id)
         return SendResult(provider_id=bare_id, thread_key=bare_id)
 
@@ -135,16 +139,39 @@ class RelaySender:
         except (smtplib.SMTPException, OSError) as exc:  # refused, reset, timeout, TLS
             raise TransientError(f"relay unreachable: {type(exc).__name__}: {exc}",
                                  code="connection") from None
+        except (UnicodeError, ValueError, email_errors.MessageError) as exc:
+            # The message itself cannot be put on the wire: trying again would not change it.
+            raise PermanentError(f"message cannot be encoded: {type(exc).__name__}",
+                                 code="encoding") from None
+
+
+def _idna_domain(address: str) -> str:
+    """A non-ASCII domain in its ASCII (IDNA) form, which needs nothing of the relay; a
+    non-ASCII local part stays as it is and needs SMTPUTF8."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise PermanentError("recipient's domain is not a valid name",
+                             code="bad_recipient") from None
 
 
 def _transaction(client: smtplib.SMTP, mail: EmailMessage, envelope_from: str,
                  to: str) -> str | None:
     """MAIL/RCPT/DATA by hand, to read the relay's DATA answer (its queue id)."""
-    data = mail.as_bytes(policy=SMTP_POLICY)
+    utf8 = not (envelope_from + to).isascii()
+    if utf8 and not client.has_extn("smtputf8"):
+        # RFC 6531: without SMTPUTF8 such an address cannot be sent at all. Permanent, so
+        # staff see it at once instead of an endless retry.
+        raise PermanentError("the address is not ASCII and the relay does not offer SMTPUTF8",
+                             code="smtputf8_unsupported")
+    data = mail.as_bytes(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
     options = [f"SIZE={len(data)}"] if client.has_extn("size") else []
     if client.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
-    if client.has_extn("smtputf8") and not (envelope_from + to).isascii():
+    if utf8:
         options.append("SMTPUTF8")
     for command, args in (("mail", (envelope_from, options)), ("rcpt", (to,))):
         code, text = getattr(client, command)(*args)
