@@ -35,9 +35,10 @@ from hub.storage.tables import (
     Staff,
 )
 from hub.web import cursor
-from hub.web.app import HUB_KEY
-from hub.web.auth_mw import caller, guarded, install
+from hub.web.auth_mw import guarded, install
 from hub.web.errors import ApiError
+from hub.web.keys import HUB_KEY, caller
+from hub.web.live import events_socket
 from hub.web.openapi import Route, document
 from hub.web.parsing import read_body, read_query
 from hub.web.schemas import (
@@ -207,8 +208,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         else "application/octet-stream",
         "Content-Disposition": _disposition(attachment.filename),
         "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Cache-Control": "private, no-cache",
+        "Content-Security-Policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
     })
 
 
@@ -466,6 +466,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/outbox", list_outbox, "Outbox items by state (default: dead letter)",
           OutboxList, query=OutboxQuery, roles=SUPERVISORS,
           description="`state=dead` lists deliveries that failed for good, with last_error."),
+    Route("GET", f"{API}/events", events_socket, "Live events (WebSocket)", status=101,
+          errors=(401, 426, 429),
+          description="Upgrade to a WebSocket; each text frame is one event "
+                      "`{\"kind\", \"conversation_id\", \"queue\", ...}` of a queue the caller "
+                      "may see. With `[redis] url`, events of every hub process arrive."),
 )
 
 

@@ -1,29 +1,44 @@
-"""The aiohttp application: middlewares, operations endpoints, API and adapter webhooks."""
+"""The aiohttp application: middlewares, response headers, operations endpoints, API and adapter
+webhooks.
+
+`/metrics` is open to everyone unless `[http] metrics_allow` or `metrics_token` is set; then only
+an allowed address or the token gets it (401 without credentials, 403 otherwise, 429 for an
+address that keeps failing, like the API's bad tokens).
+"""
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import metrics
-from hub.web.errors import error_middleware, security_headers
+from hub.web.addresses import TRUSTED_PROXIES_KEY, Network, client_address, networks, within
+from hub.web.api import setup_api
+from hub.web.auth_mw import refused
+from hub.web.errors import error_middleware, json_error, secure_headers
+from hub.web.keys import HUB_KEY
+from hub.web.protocol_log import protocol_logger
 
 if TYPE_CHECKING:
     from hub.app import Hub
 
-HUB_KEY: web.AppKey[Hub] = web.AppKey("hub")
+METRICS_ALLOW_KEY: web.AppKey[tuple[Network, ...]] = web.AppKey("metrics_allow", tuple)
 
 
 def create_app(hub: Hub) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, security_headers],
-                          client_max_size=hub.settings.http.max_body_bytes)
+    http = hub.settings.http
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=http.max_body_bytes,
+                          handler_args={"logger": protocol_logger()})
     app[HUB_KEY] = hub
+    app[TRUSTED_PROXIES_KEY] = networks(http.trusted_proxies)
+    app[METRICS_ALLOW_KEY] = networks(http.metrics_allow)
+    app.on_response_prepare.append(secure_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
-    from hub.web.api import setup_api
-
     setup_api(app)
     for adapter in hub.adapters:
         routes = getattr(adapter, "routes", None)
@@ -42,7 +57,35 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics_view(request: web.Request) -> web.Response:
     from hub.workers.maintenance import refresh_outbox_gauge
 
+    refusal = _metrics_refusal(request)
+    if refusal is not None:
+        return refusal
     hub = request.app[HUB_KEY]
     await refresh_outbox_gauge(hub)
     body = generate_latest(metrics.REGISTRY)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _metrics_refusal(request: web.Request) -> web.Response | None:
+    """None when the caller may read /metrics, else the answer to give."""
+    allowed = request.app[METRICS_ALLOW_KEY]
+    token = request.app[HUB_KEY].settings.http.metrics_token.get_secret_value()
+    if not allowed and not token:
+        return None
+    if within(client_address(request), allowed):
+        return None
+    header = request.headers.get("Authorization")
+    if token and header is not None and _is_bearer(header, token):
+        return None
+    return refused(request) or (
+        json_error(401, "unauthorized", "/metrics needs Authorization: Bearer <token>",
+                   headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        if token and header is None
+        else json_error(403, "forbidden", "/metrics is not open to this client"))
+
+
+def _is_bearer(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    # aiohttp decodes header bytes with surrogateescape: this gives the bytes sent back
+    sent = given.strip().encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(sent, token.encode("utf-8"))

@@ -1,16 +1,18 @@
-"""Who is calling the staff API: bearer-token authentication, role gates and a per-token rate limit.
+"""Who is calling the staff API: bearer-token authentication, role gates and rate limits.
 
 `guarded(handler, roles)` wraps an API handler: no or bad token is 401 with `WWW-Authenticate:
 Bearer`, a token over its rate is 429 with `Retry-After`, a role outside `roles` is 403. The caller
-is then available to the handler as `caller(request)`.
+is then available to the handler as `caller(request)`. Refused credentials are rate-limited too,
+per client address and at the same rate, so that guessing or flooding with bad tokens ends in 429
+without touching the database.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -18,33 +20,18 @@ from sqlalchemy import or_, update
 
 from hub.auth import staff_for_token, token_digest
 from hub.model import utcnow
-from hub.storage.tables import ApiToken, Staff
-from hub.web.app import HUB_KEY
+from hub.storage.tables import ApiToken
+from hub.web.addresses import client_key
 from hub.web.errors import json_error
+from hub.web.keys import CALLER_KEY, HUB_KEY, Caller
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOUCH_EVERY = timedelta(minutes=5)  # how often a token's last_used_at is written back
+# RFC 6750's b64token, at most as long as staff_for_token looks at: anything else (such as header
+# bytes that are not UTF-8) cannot be a token and never reaches the database
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]{1,128}")
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    staff: Staff  # detached row: read its attributes, never lazy-load
-    token_hash: str
-
-    @property
-    def email(self) -> str:
-        return self.staff.email
-
-    @property
-    def role(self) -> str:
-        return self.staff.role
-
-    @property
-    def sees_all(self) -> bool:
-        return self.staff.role in ("supervisor", "admin")
-
-
-CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
 
 
 class RateLimiter:
@@ -55,6 +42,7 @@ class RateLimiter:
         self.rate = per_minute / 60.0
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._swept = -math.inf
 
     def take(self, key: str) -> float:
         """0 when allowed, else the seconds to wait before the next request may pass."""
@@ -65,7 +53,9 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
         self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > 10_000:
+        # clients choose address keys, so a sweep (a pass over every bucket) is rationed
+        if len(self._buckets) > 10_000 and now - self._swept >= 1.0:
+            self._swept = now
             self._forget_full(now)
         return 0.0
 
@@ -85,10 +75,6 @@ def install(app: web.Application, per_minute: int) -> None:
     app[TOUCHED_KEY] = {}
 
 
-def caller(request: web.Request) -> Caller:
-    return request[CALLER_KEY]
-
-
 def _unauthorized(message: str, error: str | None = None) -> web.Response:
     challenge = 'Bearer realm="hub"' + (f', error="{error}"' if error else "")
     return json_error(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
@@ -100,6 +86,20 @@ def _bearer(request: web.Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def refused(request: web.Request) -> web.Response | None:
+    """Count a refused credential against the client's address: the 429 once it is over its
+    rate, else None (the caller answers 401 or 403)."""
+    wait = request.app[LIMITER_KEY].take(client_key(request))
+    if wait <= 0:
+        return None
+    return _too_many(wait, "too many refused requests from this address")
+
+
+def _too_many(wait: float, message: str) -> web.Response:
+    return json_error(429, "rate_limited", message,
+                      headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 async def _authenticate(request: web.Request, token: str) -> Caller | None:
@@ -139,15 +139,15 @@ def guarded(handler: Handler, roles: Collection[str] | None = None) -> Handler:
     async def wrapper(request: web.Request) -> web.StreamResponse:
         token = _bearer(request)
         if token is None:
-            return _unauthorized("an API token is required: Authorization: Bearer <token>")
-        who = await _authenticate(request, token)
+            return refused(request) or _unauthorized(
+                "an API token is required: Authorization: Bearer <token>")
+        who = await _authenticate(request, token) if TOKEN_SHAPE.fullmatch(token) else None
         if who is None:
-            return _unauthorized("the API token is not valid or has been revoked",
-                                 "invalid_token")
+            return refused(request) or _unauthorized(
+                "the API token is not valid or has been revoked", "invalid_token")
         wait = request.app[LIMITER_KEY].take(who.token_hash)
         if wait > 0:
-            return json_error(429, "rate_limited", "too many requests for this token",
-                              headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            return _too_many(wait, "too many requests for this token")
         if roles is not None and who.role not in roles:
             return json_error(403, "forbidden", f"this needs the role {' or '.join(roles)}")
         request[CALLER_KEY] = who

@@ -28,7 +28,9 @@ The staff API of the civic message hub. Authenticate with `Authorization: Bearer
 they belong to; anything else answers 404, exactly like an id that does not exist. A *supervisor*
 sees and acts on every queue and reads the outbox; an *admin* also manages staff. Endpoints that
 need a role answer 403 to other roles. Errors are `{"error": {"code", "message"}}`; malformed JSON
-and unknown fields are 400, invalid values 422, too many requests 429 with `Retry-After`.
+and unknown fields are 400, invalid values 422, too many requests 429 with `Retry-After`. Bodies
+are `application/json` (else 415), at most `[http] max_body_bytes` (else 413), nested at most 32
+deep, with numbers of at most 64 characters (else 400).
 Times are ISO 8601 UTC. List cursors are opaque: pass `next_cursor` back unchanged.
 """
 
@@ -103,7 +105,8 @@ def _responses(route: Route) -> dict[str, Any]:
         answer["content"] = {route.media_type: {"schema": {"type": "string",
                                                            "format": "binary"}}}
     responses = {str(route.status): answer}
-    errors = () if route.public else (*route.errors, *((403,) if route.roles else ()))
+    errors = () if route.public else (*route.errors, *((403,) if route.roles else ()),
+                                      *((413, 415) if route.body is not None else ()))
     for status in sorted(set(errors)):
         responses[str(status)] = {"description": "error",
                                   "content": {"application/json": {"schema": _ref(ErrorOut)}}}

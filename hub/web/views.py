@@ -24,8 +24,8 @@ from hub.storage.tables import (
     RoutingDecisionRow,
     Staff,
 )
-from hub.web.auth_mw import Caller
 from hub.web.errors import ApiError
+from hub.web.keys import Caller
 from hub.web.schemas import (
     AttachmentOut,
     ContactRef,
