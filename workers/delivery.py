@@ -133,11 +133,12 @@ async def _succeeded(hub: Hub, outbox_id: int, result: SendResult) -> None:
         item.locked_until = None
         item.last_error = None
         message = await session.get_one(Message, item.message_id)
-        message.provider_id = result.provider_id[:512]
-        message.thread_key = result.thread_key and result.thread_key[:512]
+        message.provider_id = result.provider_id
+        message.thread_key = result.thread_key
         await record_status(session, message, result.status or DeliveryStatus.SENT.value,
                             provider_id=result.provider_id)
-        conversation_id, queue = message.conversation_id, None
+        conversation = await session.get_one(Conversation, message.conversation_id)
+        conversation_id, queue = conversation.id, conversation.queue
     hub.events.publish(Event("delivery.status", conversation_id, queue,
                              {"message_id": message.id, "status": message.delivery_status}))
 
@@ -159,6 +160,11 @@ async def _failed(hub: Hub, outbox_id: int, exc: BaseException, *, transient: bo
             item.state = OutboxState.DEAD.value
             await record_status(session, message, DeliveryStatus.FAILED.value, detail=error)
             outcome = "dead"
+        queue = await session.scalar(select(Conversation.queue).where(
+            Conversation.id == message.conversation_id))
+    if outcome == "dead":  # staff must see at once that this reply will not arrive
+        hub.events.publish(Event("delivery.status", message.conversation_id, queue,
+                                 {"message_id": message.id, "status": message.delivery_status}))
     kind = "transient" if transient else "permanent"
     metrics.DELIVERY_FAILURES.labels(item.channel, kind).inc()
     metrics.DELIVERIES.labels(item.channel, outcome).inc()
