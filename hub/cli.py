@@ -1,4 +1,4 @@
-"""The `hub` command: serve, worker, db, staff, token, rules.
+"""The `hub` command: serve, worker, db, staff, token, spool, outbox, rules.
 
 Every command takes `--config PATH` (or HUB_CONFIG). Problems are one-line messages on stderr
 with a non-zero exit: 2 for configuration and usage, 1 for everything else. No stack traces.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import signal
 import sys
@@ -179,6 +180,173 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return _run_with_hub(args, body)
 
 
+# -- spool, outbox: what was set aside --------------------------------------------------------
+
+def _run_with_db(args: argparse.Namespace,
+                 body: Callable[[Settings, Any], Coroutine[Any, Any, int]]) -> int:
+    """Like _run_with_hub without rules, queues and adapters: these commands need only rows."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from hub.setaside import SetAsideError
+    from hub.storage.db import Database, upgrade
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        db = Database(settings.database.url, pool_size=2)
+        try:
+            if settings.database.migrate_on_start:
+                await upgrade(settings.database.url)
+            return await body(settings, db)
+        except SetAsideError as exc:
+            raise CommandError(str(exc)) from None
+        except (SQLAlchemyError, OSError) as exc:
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise CommandError(f"database error: {type(exc).__name__}: {first}") from None
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _when(value: Any) -> str:
+    return "-" if value is None else str(value.strftime("%Y-%m-%d %H:%M:%SZ"))
+
+
+def _line(text: object, width: int = 100) -> str:
+    """One terminal-safe line: stored errors and keys come from outside and may hold escapes."""
+    from hub.setaside import safe_text
+
+    line = safe_text(str(text), multiline=False)
+    return line if len(line) <= width else line[:width - 3] + "..."
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    """One aligned line per item; the last column (the error) is left ragged."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]))
+
+
+def _print_json(value: Any) -> None:
+    from hub.setaside import to_jsonable
+
+    # ensure_ascii (the default) turns control and bidi characters into \u escapes.
+    print(json.dumps(to_jsonable(value), indent=2))
+
+
+def _none_found(what: str, state: str) -> None:
+    print(f"hub: no {'' if state == 'all' else state + ' '}{what} items", file=sys.stderr)
+
+
+def cmd_spool_list(args: argparse.Namespace) -> int:
+    from hub.setaside import list_spool
+
+    async def body(settings: Settings, db: Any) -> int:
+        items = await list_spool(db, state=args.state, limit=args.limit)
+        if args.json:
+            _print_json(items)
+        elif not items:
+            _none_found("spool", args.state)
+        else:
+            _print_table(["ID", "CHANNEL", "STATE", "TRIES", "RECEIVED", "BYTES", "LAST ERROR"],
+                         [[str(i.id), _line(i.channel), i.state, str(i.attempts),
+                           _when(i.received_at), "-" if i.size is None else str(i.size),
+                           _line(i.last_error or "-")] for i in items])
+        return 0
+
+    return _run_with_db(args, body)
+
+
+def cmd_spool_show(args: argparse.Namespace) -> int:
+    from hub.setaside import show_spool
+
+    async def body(settings: Settings, db: Any) -> int:
+        item = await show_spool(db, args.id)
+        if args.json:
+            _print_json(item)
+            return 0
+        size = "-" if item.size is None else f"{item.size} bytes"
+        for name, value in [("id", item.id), ("channel", item.channel), ("state", item.state),
+                            ("attempts", item.attempts), ("last error", item.last_error or "-"),
+                            ("received", _when(item.received_at)),
+                            ("processed", _when(item.processed_at)),
+                            ("next attempt", _when(item.next_attempt_at)),
+                            ("message", item.message_id or "-"), ("dedupe key", item.dedupe_key),
+                            ("envelope", json.dumps(item.envelope, sort_keys=True)),
+                            ("payload", size)]:
+            print(f"{name + ':':<14}{_line(value, width=2000)}")
+        if item.size:
+            print(f"\n-- first {item.preview_bytes} of {item.size} bytes --\n{item.preview}")
+        return 0
+
+    return _run_with_db(args, body)
+
+
+def _print_retried(retried: list[Any]) -> None:
+    for item in retried:
+        print(f"{item.kind} item {item.id}: pending again "
+              f"(was {item.previous_attempts} tries: {_line(item.previous_error or '-')})")
+
+
+def cmd_spool_retry(args: argparse.Namespace) -> int:
+    from hub.setaside import retry_all_spool, retry_spool
+
+    async def body(settings: Settings, db: Any) -> int:
+        if not args.all:
+            _print_retried([await retry_spool(db, args.id)])
+            return 0
+        retried = await retry_all_spool(db)
+        _print_retried(retried)
+        print(f"hub: {len(retried)} failed spool item(s) set back to pending", file=sys.stderr)
+        return 0
+
+    return _run_with_db(args, body)
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    from hub.setaside import list_outbox
+
+    async def body(settings: Settings, db: Any) -> int:
+        items = await list_outbox(db, state=args.state, limit=args.limit)
+        if args.json:
+            _print_json(items)
+        elif not items:
+            _none_found("outbox", args.state)
+        else:
+            _print_table(["ID", "MESSAGE", "REFERENCE", "CHANNEL", "STATE", "TRIES", "UPDATED",
+                          "LAST ERROR"],
+                         [[str(i.id), str(i.message_id), i.conversation_reference or "-",
+                           _line(i.channel), i.state, str(i.attempts), _when(i.updated_at),
+                           _line(i.last_error or "-")] for i in items])
+        return 0
+
+    return _run_with_db(args, body)
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    from hub.jobs import Jobs, RQJobs
+    from hub.setaside import retry_outbox
+
+    async def body(settings: Settings, db: Any) -> int:
+        # With Redis, a `hub worker` can send it right away; in embedded mode this process has
+        # no adapters, so the running hub's outbox sweeper hands it to its own job runner.
+        jobs: Jobs | None = None
+        if settings.redis.url:
+            jobs = RQJobs(settings.redis.url, settings.redis.queue_prefix)
+        try:
+            item = await retry_outbox(db, args.id, jobs=jobs)
+        finally:
+            if isinstance(jobs, RQJobs):
+                jobs.close()
+        _print_retried([item])
+        how = "enqueued for delivery" if item.enqueued else "the running hub's sweeper sends it"
+        print(f"hub: {how}", file=sys.stderr)
+        return 0
+
+    return _run_with_db(args, body)
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +382,36 @@ def build_parser() -> argparse.ArgumentParser:
     create = token.add_parser("create", parents=[common], help="print a new API token")
     create.add_argument("email")
     create.set_defaults(func=cmd_token_create)
+
+    spool = sub.add_parser("spool", help="inbound items set aside (failed)").add_subparsers(
+        dest="spool_command", required=True)
+    spool_list = spool.add_parser("list", parents=[common], help="list spool items, newest first")
+    spool_list.add_argument("--state", default="failed",
+                            choices=["failed", "pending", "done", "all"])
+    spool_list.add_argument("--limit", type=int, default=50, metavar="N")
+    spool_list.add_argument("--json", action="store_true", help="machine-readable output")
+    spool_list.set_defaults(func=cmd_spool_list)
+    show = spool.add_parser("show", parents=[common], help="one item, with its payload's start")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cmd_spool_show)
+    spool_retry = spool.add_parser("retry", parents=[common], help="work failed items again")
+    which = spool_retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", type=int, nargs="?")
+    which.add_argument("--all", action="store_true", help="every failed item")
+    spool_retry.set_defaults(func=cmd_spool_retry)
+
+    outbox = sub.add_parser("outbox", help="outbound items set aside (dead)").add_subparsers(
+        dest="outbox_command", required=True)
+    outbox_list = outbox.add_parser("list", parents=[common], help="list outbox items")
+    outbox_list.add_argument("--state", default="dead",
+                             choices=["dead", "pending", "sending", "sent", "all"])
+    outbox_list.add_argument("--limit", type=int, default=50, metavar="N")
+    outbox_list.add_argument("--json", action="store_true", help="machine-readable output")
+    outbox_list.set_defaults(func=cmd_outbox_list)
+    outbox_retry = outbox.add_parser("retry", parents=[common], help="send a dead item again")
+    outbox_retry.add_argument("id", type=int)
+    outbox_retry.set_defaults(func=cmd_outbox_retry)
 
     from hub.routing.cli import register
 
