@@ -81,6 +81,21 @@ class HttpSection(Section):
     port: Port = 8080
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     trusted_proxies: tuple[str, ...] = ()
+    metrics_allow: tuple[str, ...] = ()  # addresses or CIDR networks; empty: /metrics is open
+    metrics_token: SecretStr = SecretStr("")  # when set, `Authorization: Bearer <it>` may read
+    body_timeout_seconds: float = Field(default=30.0, gt=0)  # a slower request body gets 408
+
+    @field_validator("trusted_proxies", "metrics_allow")
+    @classmethod
+    def _ip_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
 
 
 class SmtpSection(Section):
@@ -153,6 +168,9 @@ class SpoolSection(Section):
     max_delay_seconds: float = Field(default=2.0, ge=0)
     max_backlog: int = Field(default=10_000, ge=1)
     keep_days: int = Field(default=7, ge=1)
+    # Parsing runs in child processes (0: on a thread, without an enforced time budget).
+    parse_processes: int = Field(default=1, ge=0, le=64)
+    parse_seconds: float = Field(default=10.0, gt=0)
 
 
 class SecuritySection(Section):
