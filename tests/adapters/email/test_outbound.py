@@ -110,3 +110,34 @@ async def test_relay_unreachable_is_transient() -> None:
 def test_invalid_recipient_is_permanent() -> None:
     with pytest.raises(PermanentError):
         _adapter(1).send(_reply(to="not an address"))
+
+
+async def test_a_non_ascii_address_goes_out_with_smtputf8(relay: Relay) -> None:
+    loop = asyncio.get_running_loop()
+    from aiosmtpd.smtp import SMTP
+
+    server = await loop.create_server(
+        lambda: SMTP(relay.handler, hostname="relay.test", enable_SMTPUTF8=True, loop=loop),
+        "127.0.0.1", 0)
+    try:
+        adapter = _adapter(server.sockets[0].getsockname()[1])
+        await asyncio.to_thread(adapter.send, _reply(to="josé@example.org"))
+    finally:
+        server.close()
+    (envelope,) = relay.handler.received
+    assert envelope.rcpt_tos == ["josé@example.org"] and "SMTPUTF8" in envelope.mail_options
+    assert "To: josé@example.org".encode() in envelope.original_content  # UTF-8, not encoded
+
+
+async def test_a_non_ascii_address_without_smtputf8_fails_for_good(relay: Relay) -> None:
+    adapter = _adapter(relay.port)  # the fixture's relay does not offer SMTPUTF8
+    with pytest.raises(PermanentError) as failure:
+        await asyncio.to_thread(adapter.send, _reply(to="josé@example.org"))
+    assert failure.value.code == "smtputf8_unsupported" and not relay.handler.received
+    assert "SMTPUTF8" in str(failure.value)
+
+
+async def test_a_non_ascii_domain_goes_out_in_its_ascii_form(relay: Relay) -> None:
+    await asyncio.to_thread(_adapter(relay.port).send, _reply(to="ana@bücher.example"))
+    (envelope,) = relay.handler.received
+    assert envelope.rcpt_tos == ["ana@xn--bcher-kva.example"]
