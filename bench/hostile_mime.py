@@ -39,6 +39,7 @@ def sequential_latencies(port: int, count: int, run: str) -> list[float]:
     """Seconds from DATA's end to the 250, per mail, one connection, one mail at a time."""
     latencies = []
     with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+        client.ehlo()
         for index in range(count):
             raw = _message(index, run)
             client.mail(f"ana{index % 50}@example.org")
