@@ -1,30 +1,44 @@
-"""The adapter boundary: the protocol every channel implements, its capability flags and errors.
+"""The adapter boundary (contract v2): what every channel implements, what the hub hands it, and
+the errors both sides share.
 
-An adapter knows its provider and nothing of storage or routing. Inbound, it hands
-`InboundMessage`s to an `IntakeSink`, or commits the raw payload to a `SpoolSink` first and
-parses it later in `parse_spooled` (where parsing costs more than the acknowledgment should
-wait); outbound, a delivery job calls `send` and reads the adapter's transient/permanent
-verdict from the exception it raises.
+An adapter knows its provider and nothing of storage or routing.
+- Outbound, a delivery job awaits `send(msg)` and reads the transient/permanent verdict from the
+  exception it raises (`TransientError`, `PermanentError`).
+- Inbound, every hook gets one `AdapterContext`: the intake (already parsed messages), the spool
+  (raw input committed before the provider is acknowledged, parsed later by `spool_parser`), the
+  status sink (the provider's delivery reports), the event publisher, the settings and the
+  public URL. When the hub cannot take input now, the sinks raise `Busy` or `Unavailable`, which
+  every channel maps the same way: SMTP 451, webhook 503 with Retry-After, a polling offset that
+  does not advance.
+- Optional abilities are hooks the adapter declares in `hooks` (checked at start against the
+  protocols below, so a misspelt hook is a start-up error, never a channel that is silently
+  off) and `capabilities` flags; never stub methods.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from hub.model import (
     Accepted,
+    DeliveryReport,
     InboundMessage,
     OutboundMessage,
     SendResult,
     SpoolItem,
     SpoolReceipt,
 )
-from hub.spool import RawOnlyParser
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from hub.config import Settings
+    from hub.events import Event
 
 
 class Capability(enum.Flag):
@@ -34,6 +48,10 @@ class Capability(enum.Flag):
     DELIVERY_STATUS = enum.auto()  # the provider reports delivered/failed after the send
     THREADING = enum.auto()
     IDEMPOTENT_SEND = enum.auto()  # the provider dedupes by our idempotency key
+    ACKNOWLEDGE = enum.auto()  # a new conversation gets an acknowledgment with its reference
+
+
+# -- errors both sides share ----------------------------------------------------------------------
 
 
 class DeliveryError(Exception):
@@ -58,6 +76,27 @@ class PermanentError(DeliveryError):
     transient = False
 
 
+class InputRefused(Exception):
+    """The hub did not take this input now; the provider must send it again later."""
+
+    retry_after: float = 60.0
+
+
+class Busy(InputRefused):
+    """Too much unworked input: come back later (SMTP 451 4.3.2, HTTP 503 + Retry-After)."""
+
+    retry_after = 30.0
+
+
+class Unavailable(InputRefused):
+    """The database did not answer: nothing was stored (SMTP 451 4.3.0, HTTP 503)."""
+
+    retry_after = 10.0
+
+
+# -- what the hub hands to an adapter --------------------------------------------------------------
+
+
 class IntakeSink(Protocol):
     async def accept(self, msg: InboundMessage) -> Accepted: ...
 
@@ -68,63 +107,145 @@ class SpoolSink(Protocol):
     async def put(self, item: SpoolItem) -> SpoolReceipt: ...
 
 
-@runtime_checkable
-class Spooling(Protocol):
-    """An adapter that spools its raw input turns a spooled payload back into a message later.
+class StatusSink(Protocol):
+    """Takes a provider's delivery report for one of our messages; forward-only, idempotent.
+    Returns whether a message of ours was found for it."""
 
-    `spool_parser` runs in a parse process, so it must be picklable (a module-level class or
-    function with plain settings). It must not raise for bad input (a malformed payload
-    becomes a flagged message); its `raw_only` keeps a payload whose full parse overran the
-    time budget or crashed."""
-
-    name: str
-    spool_parser: RawOnlyParser
+    async def report(self, channel: str, report: DeliveryReport) -> bool: ...
 
 
-def spool_parsers(adapters: Iterable[object]) -> dict[str, RawOnlyParser]:
-    """The spool parser of every adapter that spools, by channel."""
-    return {a.name: a.spool_parser for a in adapters if isinstance(a, Spooling)}
+class EventPublisher(Protocol):
+    def publish(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterContext:
+    """Everything an adapter's inbound hooks may use, handed to each of them."""
+
+    intake: IntakeSink
+    spool: SpoolSink
+    status: StatusSink
+    events: EventPublisher
+    settings: Settings
+    public_url: str
+
+
+# -- the adapter and its optional hooks --------------------------------------------------------
 
 
 @runtime_checkable
 class ChannelAdapter(Protocol):
-    """What the hub needs of a channel. Optional abilities are `capabilities`, not stub methods."""
+    """What the hub needs of every channel."""
 
     name: str  # the conversation channel value it serves: "email", "sms", ...
     capabilities: Capability
+    hooks: frozenset[str]  # the optional hooks it implements, by name (see HOOKS)
 
-    def send(self, msg: OutboundMessage) -> SendResult:
-        """Deliver one message. Runs inside a worker job (a thread), so it may block."""
+    async def send(self, msg: OutboundMessage) -> SendResult:
+        """Deliver one message (in a worker job; never block the loop)."""
         ...
 
 
+class RawOnlyParser(Protocol):
+    """Turns a spooled payload into a message; must not raise for bad input. It runs in a parse
+    process, so it must be picklable (a module-level class or function with plain settings).
+    `raw_only` keeps a payload, cheaply and without failing, whose full parse overran its time
+    budget or crashed (`reason` becomes a flag on the message)."""
+
+    def __call__(self, payload: bytes, envelope: Mapping[str, Any],
+                 received_at: datetime) -> InboundMessage: ...
+
+    def raw_only(self, payload: bytes, envelope: Mapping[str, Any], received_at: datetime,
+                 reason: str) -> InboundMessage: ...
+
+
+@runtime_checkable
+class Spooling(Protocol):
+    """Hook "spool": the adapter commits raw input to the spool and parses it later."""
+
+    spool_parser: RawOnlyParser
+
+
+@runtime_checkable
 class ServesHttp(Protocol):
-    """An adapter that receives webhooks mounts its routes on the hub's aiohttp app."""
+    """Hook "routes": webhooks mounted on the hub's aiohttp app."""
 
-    def routes(self, intake: IntakeSink) -> Iterable[web.RouteDef]: ...
+    def routes(self, ctx: AdapterContext) -> Iterable[web.RouteDef]: ...
 
 
+@runtime_checkable
 class RunsOnLoop(Protocol):
-    """An adapter with its own listener (SMTP server, Telegram polling) started with the hub."""
+    """Hook "listener": its own listener (SMTP server, Telegram polling) started with the hub."""
 
-    async def start(self, intake: IntakeSink, spool: SpoolSink) -> list[str]:
+    async def start(self, ctx: AdapterContext) -> list[str]:
         """Start listening; return human-readable addresses for the start-up banner."""
         ...
 
     async def stop(self) -> None: ...
 
 
-class DuplicateAdapterError(ValueError):
+@runtime_checkable
+class NormalizesIdentity(Protocol):
+    """Hook "identity": the channel's one normal form of an address (raises ValueError)."""
+
+    def normalize_identity(self, address: str) -> str: ...
+
+
+HOOKS: dict[str, tuple[type, tuple[str, ...]]] = {
+    # hook name: (protocol, the coroutine methods it must have)
+    "spool": (Spooling, ()),
+    "routes": (ServesHttp, ()),
+    "listener": (RunsOnLoop, ("start", "stop")),
+    "identity": (NormalizesIdentity, ()),
+}
+_HOOK_MEMBERS = {"spool_parser": "spool", "routes": "routes", "start": "listener",
+                 "stop": "listener", "normalize_identity": "identity"}
+
+
+class AdapterError(ValueError):
+    """An adapter that does not keep the contract: a start-up error naming what is wrong."""
+
+
+def check_adapter(adapter: object) -> None:
+    """Raise AdapterError unless `adapter` keeps the contract and its declared hooks."""
+    name = getattr(adapter, "name", type(adapter).__name__)
+    if not isinstance(adapter, ChannelAdapter):
+        raise AdapterError(f"adapter {name!r} lacks name, capabilities, hooks or send")
+    if not inspect.iscoroutinefunction(adapter.send):
+        raise AdapterError(f"adapter {name!r}: send must be `async def`")
+    hooks = set(adapter.hooks)
+    unknown = hooks - set(HOOKS)
+    if unknown:
+        raise AdapterError(f"adapter {name!r} declares unknown hook(s) {sorted(unknown)}; "
+                           f"known: {sorted(HOOKS)}")
+    for hook in sorted(hooks):
+        protocol, coroutines = HOOKS[hook]
+        if not isinstance(adapter, protocol) or not all(
+                inspect.iscoroutinefunction(getattr(adapter, m)) for m in coroutines):
+            raise AdapterError(f"adapter {name!r} declares hook {hook!r} but does not "
+                               f"implement {protocol.__name__}")
+    for member, hook in _HOOK_MEMBERS.items():
+        if hook not in hooks and getattr(adapter, member, None) is not None:
+            raise AdapterError(f"adapter {name!r} has {member} but does not declare the "
+                               f"{hook!r} hook: it would never be used")
+
+
+class CannotListen(Exception):
+    """A listener could not bind its address; the message names the address and the key."""
+
+
+class DuplicateAdapterError(AdapterError):
     pass
 
 
 class AdapterRegistry:
-    """Adapters by unique name; a second adapter with a taken name is a start-up error."""
+    """Adapters by unique name, each checked against the contract as it is registered."""
 
     def __init__(self) -> None:
         self._adapters: dict[str, ChannelAdapter] = {}
 
     def register(self, adapter: ChannelAdapter) -> None:
+        check_adapter(adapter)
         if adapter.name in self._adapters:
             raise DuplicateAdapterError(f"adapter {adapter.name!r} is registered twice")
         self._adapters[adapter.name] = adapter
@@ -141,5 +262,18 @@ class AdapterRegistry:
     def names(self) -> list[str]:
         return sorted(self._adapters)
 
+    def with_hook(self, hook: str) -> list[ChannelAdapter]:
+        return [a for a in self._adapters.values() if hook in a.hooks]
 
-AdapterFactory = Callable[[Any], ChannelAdapter | None]
+    def spool_parsers(self) -> dict[str, RawOnlyParser]:
+        """The spool parser of every adapter that spools, by channel."""
+        return {a.name: a.spool_parser  # type: ignore[attr-defined]
+                for a in self.with_hook("spool")}
+
+    def acknowledging(self) -> set[str]:
+        return {a.name for a in self._adapters.values()
+                if Capability.ACKNOWLEDGE in a.capabilities}
+
+
+AdapterFactory = Callable[["Settings", bytes], ChannelAdapter]
+"""(settings, reply secret) -> the adapter; called only when its channel is configured."""

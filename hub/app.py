@@ -17,19 +17,26 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hub import audit, identities
 from hub.acknowledge import Acknowledger
-from hub.adapters.base import AdapterRegistry, ChannelAdapter, spool_parsers
+from hub.adapters.base import AdapterContext, AdapterRegistry, ChannelAdapter
+from hub.channels import configured_adapters
 from hub.config import Settings, load_settings
 from hub.events import EventBus, RedisRelay
 from hub.intake import Intake
 from hub.jobs import InProcessJobs, Jobs, RQJobs
 from hub.parsepool import ParsePool
+from hub.queues import declared_queues, sync_queues
 from hub.routing import DefaultQueueRouter, Router
+from hub.routing.watch import RuleReloader
+from hub.rules_runtime import load_rules
 from hub.spool import Spool, SpoolWorker, WorkPolicy
+from hub.status import StatusReporter
 from hub.storage.blobs import BlobStore
 from hub.storage.db import Database, upgrade
 
 log = logging.getLogger(__name__)
+RULES_LIVE = "rules.live"  # audit action: a rule set went live (target_id: its version)
 T = TypeVar("T")
 
 
@@ -63,15 +70,19 @@ class Hub:
                             if settings.redis.url else None)
         self.reply_secret = reply_secret(settings)
         self.adapters = AdapterRegistry()
-        for adapter in adapters if adapters is not None else default_adapters(settings, self):
+        for adapter in (adapters if adapters is not None
+                        else configured_adapters(settings, self.reply_secret)):
             self.adapters.register(adapter)
+            if "identity" in adapter.hooks:
+                identities.register(adapter.name, adapter.normalize_identity)
         self._router: Router = DefaultQueueRouter(settings.routing.default_queue)
-        self.rules: Any = None  # the live rule set holder, when a rules folder is loaded
+        self.rules: RuleReloader | None = None  # the live rule set, when a rules folder exists
         self.jobs: Jobs = jobs or self._make_jobs()
         self.acknowledger = Acknowledger(
-            channels={"email"} if settings.email.acknowledge else set(),
+            channels=self.adapters.acknowledging(),
             default_language=settings.hub.default_language,
-            templates=self._acknowledgment_template,
+            templates=self._template,
+            attachment_limit=settings.smtp.max_attachment_bytes,
         )
         self.intake = Intake(
             self.db, self.blobs,
@@ -85,10 +96,14 @@ class Hub:
         self.spool = Spool(self.db, max_backlog=settings.spool.max_backlog)
         self.parse_pool = ParsePool(settings.spool.parse_processes, settings.spool.parse_seconds)
         self.spool_worker = SpoolWorker(
-            self.spool, self.intake, spool_parsers(self.adapters),
+            self.spool, self.intake, self.adapters.spool_parsers(),
             policy=WorkPolicy(quiet=settings.spool.quiet_ms / 1000,
                               max_delay=settings.spool.max_delay_seconds),
             pool=self.parse_pool)
+        self.status = StatusReporter(self.db, self.events)
+        self.context = AdapterContext(
+            intake=self.intake, spool=self.spool, status=self.status, events=self.events,
+            settings=settings, public_url=str(settings.hub.public_url).rstrip("/"))
         self._background: list[asyncio.Task[None]] = []
         self._listeners: list[Any] = []
         self._loop_thread: _LoopThread | None = None
@@ -106,43 +121,54 @@ class Hub:
     def set_router(self, router: Router) -> None:
         self._router = router
 
-    def _acknowledgment_template(self, language: str, reference: str,
-                                 subject: str | None) -> tuple[str, str] | None:
-        """The rule folder's `acknowledgment` template in that language, if it has one."""
-        ruleset = getattr(self.rules, "current", None)
+    def _template(self, name: str, language: str,
+                  variables: dict[str, Any]) -> tuple[str, str] | None:
+        """(subject, body) of the rule folder's template `name` in that language, if it has one."""
+        ruleset = self.rules.current if self.rules is not None else None
         if ruleset is None:
             return None
         try:
-            rendered = ruleset.render_template("acknowledgment", language,
-                                               {"reference": reference, "subject": subject})
+            rendered = ruleset.render_template(name, language, variables)
         except KeyError:
             return None
         if rendered.language != language:
             return None  # let the caller try the next language in its order
-        return rendered.subject or f"[#{reference}]", rendered.body
+        return rendered.subject or f"[#{variables['reference']}]", rendered.body
+
+    async def _rules_went_live(self, version: str) -> None:
+        """Recorded, so that `hub rules explain` elsewhere can tell which set is routing."""
+        try:
+            async with self.db.transaction() as session:
+                audit.record(session, "rules", RULES_LIVE, "rules", version,
+                             rules_dir=str(self.settings.routing.rules_dir))
+        except Exception as exc:  # a record for the tools; routing goes on without it
+            log.warning("could not record the live rule set: %s", type(exc).__name__)
 
     async def prepare(self) -> None:
         """Migrate (unless told not to), load rules, make sure declared queues exist."""
         if self.settings.database.migrate_on_start:
             await upgrade(self.settings.database.url)
-        from hub.queues import sync_queues
-        from hub.rules_runtime import load_rules
+        self.rules = await load_rules(self.settings.routing)
+        if self.rules is not None:
+            self.set_router(self.rules)
+            self.rules.on_live = self._rules_went_live
+            if self.rules.current is not None:
+                await self._rules_went_live(self.rules.version)
+        wanted = [self.settings.routing.default_queue, *self.settings.smtp.inboxes.values()]
+        await sync_queues(self.db, declared_queues(self.rules, wanted))
 
-        await load_rules(self)
-        await sync_queues(self)
-
-    async def start(self, *, listeners: bool = True) -> list[str]:
-        await self.prepare()
+    async def start(self, *, listeners: bool = True, prepared: bool = False) -> list[str]:
+        if not prepared:
+            await self.prepare()
         addresses: list[str] = []
         if listeners:
+            # Listeners first: a port that cannot be had stops the start before any work began.
+            for adapter in self.adapters.with_hook("listener"):
+                addresses += await adapter.start(self.context)
+                self._listeners.append(adapter)
             if self.event_relay is not None:
                 await self.event_relay.listen()
             await self.spool_worker.start()
-            for adapter in self.adapters:
-                start = getattr(adapter, "start", None)
-                if start is not None:
-                    addresses += await start(self.intake, self.spool)
-                    self._listeners.append(adapter)
         self._background.append(asyncio.create_task(self._maintenance_loop()))
         return addresses
 
@@ -163,7 +189,7 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        if self.rules is not None and hasattr(self.rules, "stop"):
+        if self.rules is not None:
             await self.rules.stop()
         await self.jobs.drain()
         if self.event_relay is not None:
@@ -213,9 +239,3 @@ def worker_hub() -> Hub:
             _worker_hub = Hub(load_settings())
         return _worker_hub
 
-
-def default_adapters(settings: Settings, hub: Hub) -> list[ChannelAdapter]:
-    """The channels whose configuration is complete; a channel with empty credentials is off."""
-    from hub.channels import configured_adapters
-
-    return configured_adapters(settings, hub)

@@ -129,7 +129,8 @@ class RedisRelay:
         """Subscribe (once, for `hub serve`); reconnects with back-off until stopped."""
         self._listener = asyncio.get_running_loop().create_task(self._listen_forever())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.listening.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await self.listening.wait()
 
     async def _listen_forever(self) -> None:
         from redis.asyncio import Redis
@@ -169,7 +170,8 @@ class RedisRelay:
         """Stop listening; give what is still queued for Redis a moment to go out."""
         if self._pending is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pending.join(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._pending.join()
         for task in (self._listener, self._sender):
             if task is not None:
                 task.cancel()

@@ -97,6 +97,26 @@ class ThreadHints:
 
 
 @dataclass(frozen=True, slots=True)
+class DroppedAttachment:
+    """A file the channel received but did not keep; staff and the citizen are told why."""
+
+    filename: str
+    size: int
+    content_type: str
+    reason: str  # "attachment_too_large" | "too_many_attachments"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A provider's word on one of our sent messages: a bounce, a status callback."""
+
+    status: str  # a DeliveryStatus value ("bounced", "delivered", ...) or "delayed"
+    refers_to: tuple[str, ...]  # our provider ids / thread keys the report is about
+    detail: str | None = None  # the provider's diagnostic, for staff
+    recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message from a citizen, normalised by its channel adapter."""
 
@@ -118,7 +138,10 @@ class InboundMessage:
     flags: tuple[str, ...] = ()  # e.g. "malformed", "oversized_attachment_dropped"
     language: str | None = None  # ISO 639-1 when the channel or the citizen told us
     extra_identities: tuple[tuple[str, str], ...] = ()  # (channel, address) the citizen also gave
-    meta: dict[str, Any] = field(default_factory=dict)  # JSON-able channel details
+    meta: dict[str, Any] = field(default_factory=dict)  # JSON-able channel details, for staff
+    inbox_queue: str | None = None  # the queue of the address it was sent to, if it has one
+    delivery_report: DeliveryReport | None = None  # a bounce or receipt of our own message
+    dropped_attachments: tuple[DroppedAttachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,8 @@ class ParsePool:
             try:
                 if self.processes <= 0:
                     return await future
-                return await asyncio.wait_for(future, self.budget)
+                async with asyncio.timeout(self.budget):
+                    return await future
             except TimeoutError:
                 self._kill()
                 raise ParseTimeout(f"parse took longer than {self.budget:g} s") from None

@@ -11,30 +11,28 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from hub.app import Hub
+from hub.config import RoutingSection
+from hub.routing.watch import RuleReloader
 
 log = logging.getLogger(__name__)
 
 
-async def load_rules(hub: Hub, *, watch: bool | None = None) -> None:
-    settings = hub.settings.routing
+async def load_rules(settings: RoutingSection, *,
+                     watch: bool | None = None) -> RuleReloader | None:
+    """The live rule set holder for the rules folder (None when there is none); it routes to
+    the default queue until a good version of the folder has loaded."""
     rules_dir = Path(settings.rules_dir)
     if not rules_dir.is_dir():  # noqa: ASYNC240 - once, at start
         log.info("no rules folder at %s: routing everything to %r", rules_dir,
                  settings.default_queue)
-        return
-    from hub.routing.watch import RuleReloader
-
+        return None
     reloader = RuleReloader(rules_dir, default_queue=settings.default_queue)
     if not await reloader.reload_async():
         print(f"hub: rules in {rules_dir} have {len(reloader.errors)} error(s); routing "
               f"everything to {settings.default_queue!r} until they are fixed:", file=sys.stderr)
         for error in reloader.errors:
             print(f"  {error}", file=sys.stderr)
-    hub.rules = reloader
-    hub.set_router(reloader)
     if settings.watch if watch is None else watch:
         await reloader.start()
+    return reloader

@@ -27,13 +27,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 
 from hub import metrics
+from hub.adapters.base import Busy, Unavailable
 from hub.intake import IntakeUnavailable
 from hub.model import InboundMessage, SpoolItem, SpoolReceipt, utcnow
 from hub.parsepool import ParsePool, ParseTimeout
@@ -48,17 +49,6 @@ Parser = Callable[[bytes, Mapping[str, Any], datetime], InboundMessage]
 """(payload, envelope, received_at) -> the normalised message; must not raise for bad input."""
 
 
-class RawOnlyParser(Protocol):
-    """A parser that can also keep a payload raw, cheaply and without failing, when its full
-    parse overran its budget or crashed (`reason` becomes a flag on the message)."""
-
-    def __call__(self, payload: bytes, envelope: Mapping[str, Any],
-                 received_at: datetime) -> InboundMessage: ...
-
-    def raw_only(self, payload: bytes, envelope: Mapping[str, Any], received_at: datetime,
-                 reason: str) -> InboundMessage: ...
-
-
 SPOOL = cast(Table, SpoolEntry.__table__)
 MAX_KEY_CHARS = column_limit(SPOOL.c.dedupe_key)
 MAX_ATTEMPTS = 5
@@ -67,11 +57,11 @@ STRIKES = 3
 POLL_SECONDS = 5.0  # items retried or spooled by another process are seen this soon
 
 
-class SpoolFull(Exception):
+class SpoolFull(Busy):
     """More unworked items than `max_backlog`: the channel must make the sender retry later."""
 
 
-class SpoolUnavailable(Exception):
+class SpoolUnavailable(Unavailable):
     """The database did not take the items: the channel must make the sender retry later."""
 
 
@@ -335,7 +325,10 @@ class SpoolWorker:
     async def _run_once(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the event fires, and stop() would wait forever.
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
             except TimeoutError:
                 # Look anyway: another process may have spooled or retried an item.
                 await self._count_pending()

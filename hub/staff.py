@@ -10,8 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
 from hub.auth import hash_password
-from hub.queues import ROLES, set_membership
+from hub.queues import set_membership
 from hub.storage.tables import Staff
+
+AGENT, SUPERVISOR, ADMIN = "agent", "supervisor", "admin"
+ROLES = (AGENT, SUPERVISOR, ADMIN)
+SUPERVISORS = (SUPERVISOR, ADMIN)  # see and work every queue, look after what was set aside
+ADMINS = (ADMIN,)  # also manage staff
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

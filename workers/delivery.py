@@ -8,7 +8,6 @@ item from pending to sending), and a sent item is never claimed again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from datetime import datetime, timedelta
@@ -81,7 +80,7 @@ async def deliver_async(hub: Hub, outbox_id: int) -> str:
     try:
         if adapter is None:
             raise PermanentError(f"no adapter is configured for channel {channel!r}")
-        result = await asyncio.to_thread(adapter.send, outbound)
+        result = await adapter.send(outbound)
     except DeliveryError as exc:
         return await _failed(hub, outbox_id, exc, transient=exc.transient)
     except Exception as exc:  # an adapter bug: retry, it may be a passing condition

@@ -5,7 +5,7 @@ This module owns the SMTP conversation with the sending mail server: which recip
 codes. The rule that matters most: 250 is answered only after the mail is committed, as
 received, to the hub's spool (one commit shared by every mail that arrived meanwhile); when it
 could not be, 451 4.3.0 makes the sender retry later, and the retry is stored once. Parsing,
-threading and routing happen right behind the 250 (`parse_spooled`, called by the spool
+threading and routing happen right behind the 250 (`spool_parser`, run by the spool
 worker), so a slow or strange mail never holds up the SMTP dialogue.
 """
 
@@ -22,10 +22,17 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from hub.adapters.base import Capability, IntakeSink, SpoolSink
+from hub.adapters.base import (
+    AdapterContext,
+    Busy,
+    CannotListen,
+    Capability,
+    SpoolSink,
+    Unavailable,
+)
 from hub.config import Settings
+from hub.identities import normalize_email
 from hub.model import InboundMessage, OutboundMessage, SendResult, SpoolItem
-from hub.spool import SpoolFull, SpoolUnavailable
 
 from .normalize import EmailLimits, parse_email, parse_email_raw_only, spool_key
 from .outbound import RelaySender
@@ -80,10 +87,10 @@ class SmtpHandler:
                 channel="email", dedupe_key=key, payload=raw,
                 envelope={"mail_from": envelope.mail_from,
                           "rcpt_to": list(envelope.rcpt_tos)}))
-        except SpoolFull as exc:
+        except Busy as exc:
             log.warning("spool full, answered 451: %s", exc)
             return BUSY
-        except SpoolUnavailable as exc:
+        except Unavailable as exc:
             log.warning("spool unavailable, answered 451: %s", exc)
             return TEMPORARY_FAILURE
         except Exception as exc:
@@ -177,10 +184,13 @@ class EmailAdapter:
     """The email channel: SMTP intake on the hub's loop, relay delivery in worker jobs."""
 
     name = "email"
-    capabilities = (Capability.ATTACHMENTS | Capability.HTML | Capability.THREADING
-                    | Capability.DELIVERY_STATUS)
+    hooks = frozenset({"spool", "listener", "identity"})
 
     def __init__(self, settings: Settings, reply_secret: bytes) -> None:
+        self.capabilities = (Capability.ATTACHMENTS | Capability.HTML | Capability.THREADING
+                             | Capability.DELIVERY_STATUS)
+        if settings.email.acknowledge:
+            self.capabilities |= Capability.ACKNOWLEDGE
         self.settings = settings
         self.reply_secret = reply_secret
         self.limits = EmailLimits.from_settings(settings.smtp)
@@ -188,14 +198,19 @@ class EmailAdapter:
         self.server: SmtpServer | None = None
         self.spool_parser = EmailSpoolParser(self.limits, reply_secret)
 
-    async def start(self, intake: IntakeSink, spool: SpoolSink) -> list[str]:
+    async def start(self, ctx: AdapterContext) -> list[str]:
         smtp = self.settings.smtp
-        handler = SmtpHandler(spool, self.limits)
+        handler = SmtpHandler(ctx.spool, self.limits)
         self.server = SmtpServer(
             handler, host=smtp.host, port=smtp.port, max_message_bytes=smtp.max_message_bytes,
             tls=tls_context(_path(smtp.tls_cert), _path(smtp.tls_key)),
             hostname=self.limits.domains[0] if self.limits.domains else None)
-        bound = await self.server.start()
+        try:
+            bound = await self.server.start()
+        except OSError as exc:
+            self.server = None
+            raise CannotListen(f"cannot listen on {_hostport(smtp.host, smtp.port)} "
+                               f"(smtp.port): {exc.strerror or exc}") from None
         return [f"smtp://{_hostport(host, port)}" for host, port in bound]
 
     async def stop(self) -> None:
@@ -203,12 +218,12 @@ class EmailAdapter:
             await self.server.stop()
             self.server = None
 
-    def parse_spooled(self, payload: bytes, envelope: Mapping[str, Any],
-                      received_at: datetime) -> InboundMessage:
-        return self.spool_parser(payload, envelope, received_at)
+    def normalize_identity(self, address: str) -> str:
+        return normalize_email(address)
 
-    def send(self, msg: OutboundMessage) -> SendResult:
-        return self.sender.send(msg)
+    async def send(self, msg: OutboundMessage) -> SendResult:
+        # smtplib blocks: the relay conversation runs on a thread, off the job's loop.
+        return await asyncio.to_thread(self.sender.send, msg)
 
     @property
     def bound_port(self) -> int | None:

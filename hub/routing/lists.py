@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import phonenumbers
-
+from hub.identities import InvalidAddress, normalize_phone
 from hub.routing.errors import RuleError
 from hub.routing.textmatch import norm
 
@@ -39,12 +38,9 @@ class NamedList:
 
 def to_e164(raw: str, region: str) -> str | None:
     try:
-        num = phonenumbers.parse(raw, None if raw.startswith("+") else region)
-    except phonenumbers.NumberParseException:
+        return normalize_phone(raw, region)
+    except InvalidAddress:
         return None
-    if not phonenumbers.is_possible_number(num):
-        return None
-    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _entry(raw: str, kind: str, region: str) -> tuple[str, str] | str:

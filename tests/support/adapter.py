@@ -22,6 +22,7 @@ _counter = itertools.count(1)
 class RecordingAdapter:
     name: str = "sms"
     capabilities: Capability = Capability.DELIVERY_STATUS
+    hooks: frozenset[str] = frozenset()
     sent: list[OutboundMessage] = field(default_factory=list)
     attempts: int = 0
     _transient_left: int = 0
@@ -34,7 +35,7 @@ class RecordingAdapter:
     def fail_permanent(self) -> None:
         self._permanent = True
 
-    def send(self, msg: OutboundMessage) -> SendResult:
+    async def send(self, msg: OutboundMessage) -> SendResult:
         with self._lock:
             self.attempts += 1
             if self._permanent:
