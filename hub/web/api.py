@@ -1,45 +1,35 @@
 """The staff API (`/api/v1`): its route table and handlers, as CONTRACT.md lists them.
 
-Handlers are thin: parse (hub.web.parsing), check visibility (hub.web.views), change state in one
-transaction with its audit entry, then, after the commit, hand outbox ids to the jobs and publish
-an event. The route table also feeds the OpenAPI document (hub.web.openapi).
+Handlers are thin: parse (hub.web.parsing), call hub.service (visibility and the conversation
+actions) or hub.setaside (what was set aside), present the result (hub.web.views). The service's
+refusals become the API's JSON errors in one place (`_refusals`). The route table also feeds the
+OpenAPI document (hub.web.openapi).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
 from pydantic import BaseModel
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import audit
-from hub.events import Event
-from hub.model import Direction, utcnow
-from hub.outbound import NoAddressOnChannel, outbox_id_for, queue_outbound
-from hub.queues import member_queue_names, visible_queue_names
+from hub import service, setaside
+from hub.service import ADMINS, SUPERVISORS, ConversationFilter
 from hub.staff import StaffError, add_staff, find_staff
-from hub.storage.tables import (
-    Attachment,
-    Contact,
-    Conversation,
-    Identity,
-    Message,
-    OutboxItem,
-    Queue,
-    QueueMember,
-    Staff,
-)
+from hub.storage.tables import Conversation, Message, OutboxItem, Queue, QueueMember, Staff
 from hub.web import cursor
 from hub.web.auth_mw import guarded, install
 from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY, caller
 from hub.web.live import events_socket
-from hub.web.openapi import Route, document
+from hub.web.openapi import Handler, Route, document
 from hub.web.parsing import read_body, read_query
 from hub.web.schemas import (
     AssignIn,
@@ -49,7 +39,6 @@ from hub.web.schemas import (
     ConversationItem,
     ConversationList,
     ConversationQuery,
-    IdentityOut,
     MessageCreated,
     NoteIn,
     OutboxItemOut,
@@ -57,25 +46,25 @@ from hub.web.schemas import (
     OutboxQuery,
     QueueOut,
     ReplyIn,
+    RetriedOut,
+    RetryIn,
+    RulesStatus,
+    SpoolDetailOut,
+    SpoolItemOut,
+    SpoolList,
+    SpoolQuery,
     StaffIn,
     StaffList,
     StaffOut,
     StatusIn,
     TransferIn,
 )
-from hub.web.views import (
-    API,
-    conversation_detail,
-    conversation_items,
-    load_conversation,
-    not_found,
-    open_counts,
-    visible_filter,
-)
+from hub.web.views import API, contact_detail, conversation_detail, conversation_items, open_counts
 
 OPENAPI_KEY: web.AppKey[dict[str, Any]] = web.AppKey("openapi_document", dict)
-Change = Callable[[AsyncSession, Conversation], Awaitable[dict[str, Any] | None]]
 SAFE_INLINE_TYPES = re.compile(r"^(image/(png|jpeg|gif|webp)|application/pdf|text/plain)$")
+_SERVICE_STATUS: dict[type[service.ServiceError], int] = {
+    service.NotFound: 404, service.Conflict: 409}  # any other refusal: 422
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -92,11 +81,27 @@ def _id(request: web.Request, name: str = "id") -> int:
     return int(request.match_info[name])
 
 
-def _publish(request: web.Request, conversation: Conversation, action: str,
-             **data: Any) -> None:
-    request.app[HUB_KEY].events.publish(Event(
-        "conversation.updated", conversation.id, conversation.queue,
-        {"action": action, "actor": caller(request).email, **data}))
+def _api_error(exc: service.ServiceError | setaside.SetAsideError) -> ApiError:
+    if isinstance(exc, service.ServiceError):
+        return ApiError(_SERVICE_STATUS.get(type(exc), 422), exc.code, exc.message)
+    if isinstance(exc, setaside.NotFound):
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, setaside.NotRetryable):
+        return ApiError(409, "not_retryable", str(exc))
+    return ApiError(422, "invalid_field", str(exc))
+
+
+def _refusals(handler: Handler) -> Handler:
+    """hub.service's and hub.setaside's refusals as the API's JSON errors."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (service.ServiceError, setaside.SetAsideError) as exc:
+            raise _api_error(exc) from None
+
+    return wrapper
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -104,49 +109,25 @@ def _publish(request: web.Request, conversation: Conversation, action: str,
 
 async def list_queues(request: web.Request) -> web.Response:
     async with request.app[HUB_KEY].db.read() as session:
-        visible = await visible_queue_names(session, caller(request).staff)
-        query = select(Queue).order_by(Queue.name)
-        if visible is not None:
-            query = query.where(Queue.name.in_(sorted(visible)))
-        queues = list(await session.scalars(query))
+        queues = await service.queues_for(session, caller(request).staff)
         counts = await open_counts(session)
     return _json_list([QueueOut(name=q.name, title=q.title, open=counts.get((q.name, "open"), 0),
                                 pending=counts.get((q.name, "pending"), 0),
                                 declared=q.declared, strategy=q.strategy) for q in queues])
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _filtered(query: Any, params: ConversationQuery, secret: bytes) -> Any:
-    if params.queue is not None:
-        query = query.where(Conversation.queue == params.queue)
-    if params.status is not None:
-        query = query.where(Conversation.status == params.status)
-    if params.channel is not None:
-        query = query.where(Conversation.channel == params.channel)
-    if params.q is not None:
-        pattern = _like(params.q)
-        in_body = exists().where(Message.conversation_id == Conversation.id,
-                                 Message.body.ilike(pattern, escape="\\"))
-        query = query.where(or_(Conversation.subject.ilike(pattern, escape="\\"), in_body))
-    if params.cursor is not None:
-        at, last_id = cursor.decode_time_id(secret, "conversations", params.cursor)
-        query = query.where(or_(Conversation.last_message_at < at,
-                                and_(Conversation.last_message_at == at,
-                                     Conversation.id < last_id)))
-    return query
-
-
 async def list_conversations(request: web.Request) -> web.Response:
     params = read_query(request, ConversationQuery)
     hub = request.app[HUB_KEY]
+    after = (None if params.cursor is None
+             else cursor.decode_time_id(hub.reply_secret, "conversations", params.cursor))
+    where = ConversationFilter(queue=params.queue, status=params.status,
+                               channel=params.channel, text=params.q, tag=params.tag,
+                               priority=params.priority, assignee=params.assignee,
+                               spam=params.spam, after=after)
     async with hub.db.read() as session:
-        query = select(Conversation).where(await visible_filter(session, caller(request)))
-        query = _filtered(query, params, hub.reply_secret)
-        query = query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
-        rows = list(await session.scalars(query.limit(params.limit + 1)))
+        rows = await service.list_conversations(session, caller(request).staff, where,
+                                                params.limit + 1)
         page = rows[:params.limit]
         items = await conversation_items(session, page)
     next_cursor = None
@@ -158,30 +139,17 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 async def get_conversation(request: web.Request) -> web.Response:
     async with request.app[HUB_KEY].db.read() as session:
-        conversation = await load_conversation(session, caller(request), _id(request))
+        conversation = await service.conversation_for(session, caller(request).staff,
+                                                      _id(request))
         detail = await conversation_detail(session, conversation)
     return _json(detail)
 
 
 async def get_contact(request: web.Request) -> web.Response:
-    who = caller(request)
     async with request.app[HUB_KEY].db.read() as session:
-        contact = await session.get(Contact, _id(request))
-        if contact is None:
-            raise not_found("contact")
-        conversations = list(await session.scalars(
-            select(Conversation).where(Conversation.contact_id == contact.id,
-                                       await visible_filter(session, who))
-            .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())))
-        if not conversations and not who.sees_all:
-            raise not_found("contact")
-        identities = await session.scalars(
-            select(Identity).where(Identity.contact_id == contact.id).order_by(Identity.id))
-        detail = ContactDetail(
-            id=contact.id, name=contact.name, language=contact.language,
-            created_at=contact.created_at,
-            identities=[IdentityOut(channel=i.channel, address=i.address) for i in identities],
-            conversations=await conversation_items(session, conversations))
+        contact, conversations = await service.contact_for(session, caller(request).staff,
+                                                           _id(request))
+        detail = await contact_detail(session, contact, conversations)
     return _json(detail)
 
 
@@ -193,12 +161,7 @@ def _disposition(filename: str) -> str:
 async def get_attachment(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB_KEY]
     async with hub.db.read() as session:
-        attachment = await session.scalar(
-            select(Attachment).join(Message, Message.id == Attachment.message_id)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Attachment.id == _id(request), await visible_filter(session, caller(request))))
-    if attachment is None:
-        raise not_found("attachment")
+        attachment = await service.attachment_for(session, caller(request).staff, _id(request))
     path = hub.blobs.path_for(attachment.sha256)
     if not path.is_file():
         raise ApiError(404, "not_found", "attachment content is missing from storage")
@@ -215,135 +178,71 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
 # -- acting on a conversation -----------------------------------------------------------------
 
 
-async def _act(request: web.Request, action: str, change: Change) -> web.Response:
-    """Run `change` on a visible conversation in one transaction, audit it, then publish."""
-    who = caller(request)
-    async with request.app[HUB_KEY].db.transaction() as session:
-        conversation = await load_conversation(session, who, _id(request), for_update=True)
-        detail = await change(session, conversation)
-        if detail is not None:
-            audit.record(session, who.email, f"conversation.{action}", "conversation",
-                         conversation.id, **detail)
+async def _item(request: web.Request, conversation: Conversation) -> web.Response:
+    """The conversation as an action leaves it, visible to the caller or not (after a
+    transfer an agent may no longer see it, but sees where it went)."""
+    async with request.app[HUB_KEY].db.read() as session:
         [item] = await conversation_items(session, [conversation])
-    if detail is not None:
-        _publish(request, conversation, action, **detail)
     return _json(item)
 
 
 async def post_reply(request: web.Request) -> web.Response:
     data = await read_body(request, ReplyIn)
-    hub, who = request.app[HUB_KEY], caller(request)
-    async with hub.db.transaction() as session:
-        conversation = await load_conversation(session, who, _id(request), for_update=True)
-        channel = data.channel or conversation.channel
-        if hub.adapters.get(channel) is None:
-            raise ApiError(422, "channel_unavailable", f"channel: {channel} is not configured")
-        try:
-            message = await queue_outbound(session, conversation, data.body,
-                                           staff_id=who.staff.id, channel=channel)
-        except NoAddressOnChannel as exc:
-            raise ApiError(422, "no_address", f"channel: {exc}") from None
-        outbox_id = await outbox_id_for(session, message.id)
-        audit.record(session, who.email, "conversation.reply", "conversation", conversation.id,
-                     message_id=message.id, channel=channel)
-    hub.jobs.submit_delivery([outbox_id])
-    hub.events.publish(Event("message.outbound", conversation.id, conversation.queue,
-                             {"message_id": message.id, "actor": who.email}))
-    _publish(request, conversation, "reply", message_id=message.id)
+    hub = request.app[HUB_KEY]
+    message = await service.reply(hub.db, caller(request).staff, _id(request), data.body,
+                                  channel=data.channel, channels=hub.adapters,
+                                  submit_delivery=hub.jobs.submit_delivery,
+                                  publish=hub.events.publish)
     return _json(MessageCreated(message_id=message.id), status=202)
 
 
 async def post_note(request: web.Request) -> web.Response:
     data = await read_body(request, NoteIn)
-    hub, who = request.app[HUB_KEY], caller(request)
-    async with hub.db.transaction() as session:
-        conversation = await load_conversation(session, who, _id(request), for_update=True)
-        note = Message(conversation_id=conversation.id, direction=Direction.NOTE.value,
-                       channel=conversation.channel, body=data.body, staff_id=who.staff.id,
-                       flags=[], meta={}, created_at=utcnow())
-        session.add(note)
-        await session.flush()
-        audit.record(session, who.email, "conversation.note", "conversation", conversation.id,
-                     message_id=note.id)
-    _publish(request, conversation, "note", message_id=note.id)
-    return _json(MessageCreated(message_id=note.id), status=201)
+    hub = request.app[HUB_KEY]
+    message = await service.note(hub.db, caller(request).staff, _id(request), data.body,
+                                 publish=hub.events.publish)
+    return _json(MessageCreated(message_id=message.id), status=201)
 
 
 async def post_claim(request: web.Request) -> web.Response:
     await read_body(request, ClaimIn)
-    me = caller(request).staff
-
-    async def change(session: AsyncSession, conversation: Conversation) -> dict[str, Any] | None:
-        if conversation.assignee_id == me.id:
-            return None
-        if conversation.assignee_id is not None:
-            raise ApiError(409, "conflict", "the conversation is assigned to someone else; "
-                           "a supervisor can reassign it")
-        conversation.assignee_id = me.id
-        return {"assignee": me.email}
-
-    return await _act(request, "claim", change)
-
-
-async def _may_work(session: AsyncSession, staff: Staff, queue: str | None) -> bool:
-    if staff.role in ("supervisor", "admin"):
-        return True
-    return queue is not None and queue in await member_queue_names(session, staff)
+    hub = request.app[HUB_KEY]
+    conversation = await service.claim(hub.db, caller(request).staff, _id(request),
+                                       publish=hub.events.publish)
+    return await _item(request, conversation)
 
 
 async def post_assign(request: web.Request) -> web.Response:
     data = await read_body(request, AssignIn)
-
-    async def change(session: AsyncSession, conversation: Conversation) -> dict[str, Any] | None:
-        staff = await find_staff(session, data.staff) if data.staff is not None else None
-        if data.staff is not None and (staff is None or not staff.active):
-            raise ApiError(422, "unknown_staff", "staff: no active staff member has that email")
-        if staff is not None and not await _may_work(session, staff, conversation.queue):
-            raise ApiError(422, "not_a_member",
-                           f"staff: {staff.email} is not a member of queue {conversation.queue}")
-        new_id = staff.id if staff is not None else None
-        if conversation.assignee_id == new_id:
-            return None
-        conversation.assignee_id = new_id
-        return {"assignee": staff.email if staff is not None else None}
-
-    return await _act(request, "assign", change)
+    hub = request.app[HUB_KEY]
+    conversation = await service.assign(hub.db, caller(request).staff, _id(request), data.staff,
+                                        publish=hub.events.publish)
+    return await _item(request, conversation)
 
 
 async def post_transfer(request: web.Request) -> web.Response:
     data = await read_body(request, TransferIn)
-
-    async def change(session: AsyncSession, conversation: Conversation) -> dict[str, Any] | None:
-        if await session.scalar(select(Queue.id).where(Queue.name == data.queue)) is None:
-            raise ApiError(422, "unknown_queue", f"queue: there is no queue {data.queue!r}")
-        if conversation.queue == data.queue:
-            return None
-        old = conversation.queue
-        conversation.queue = data.queue
-        if conversation.assignee_id is not None:
-            assignee = await session.get_one(Staff, conversation.assignee_id)
-            if not await _may_work(session, assignee, data.queue):
-                conversation.assignee_id = None
-        return {"from": old, "to": data.queue}
-
-    return await _act(request, "transfer", change)
+    hub = request.app[HUB_KEY]
+    conversation = await service.transfer(hub.db, caller(request).staff, _id(request),
+                                          data.queue, publish=hub.events.publish)
+    return await _item(request, conversation)
 
 
 async def post_status(request: web.Request) -> web.Response:
     data = await read_body(request, StatusIn)
+    hub = request.app[HUB_KEY]
+    conversation = await service.set_status(hub.db, caller(request).staff, _id(request),
+                                            data.status, publish=hub.events.publish)
+    return await _item(request, conversation)
 
-    async def change(session: AsyncSession, conversation: Conversation) -> dict[str, Any] | None:
-        if conversation.status == data.status:
-            return None
-        old = conversation.status
-        conversation.status = data.status
-        if data.status == "resolved":
-            conversation.resolved_at = utcnow()
-        elif data.status in ("open", "pending"):
-            conversation.resolved_at = None
-        return {"from": old, "to": data.status}
 
-    return await _act(request, "status", change)
+async def post_not_spam(request: web.Request) -> web.Response:
+    await read_body(request, ClaimIn)
+    hub = request.app[HUB_KEY]
+    conversation = await service.not_spam(
+        hub.db, caller(request).staff, _id(request), reroute=hub.intake.reroute,
+        publish=hub.events.publish, submit_delivery=hub.jobs.submit_delivery)
+    return await _item(request, conversation)
 
 
 # -- administration ---------------------------------------------------------------------------
@@ -382,6 +281,17 @@ async def create_staff(request: web.Request) -> web.Response:
     return _json(out, status=201)
 
 
+async def rules_status(request: web.Request) -> web.Response:
+    rules = request.app[HUB_KEY].rules
+    if rules is None:
+        return _json(RulesStatus(version="default", loaded_at=None, rules_dir=None, errors=[],
+                                 last_refused=None))
+    status = rules.status()
+    return _json(RulesStatus(version=rules.version, loaded_at=status["loaded_at"],
+                             rules_dir=status["rules_dir"], errors=status["errors"],
+                             last_refused=status["last_refused"]))
+
+
 async def list_outbox(request: web.Request) -> web.Response:
     params = read_query(request, OutboxQuery)
     hub = request.app[HUB_KEY]
@@ -412,13 +322,48 @@ def _outbox_out(item: OutboxItem, conversation_id: int) -> OutboxItemOut:
         created_at=item.created_at, updated_at=item.updated_at)
 
 
+# -- what was set aside ----------------------------------------------------------------------
+
+
+async def list_spool(request: web.Request) -> web.Response:
+    params = read_query(request, SpoolQuery)
+    items = await setaside.list_spool(request.app[HUB_KEY].db, state=params.state,
+                                      limit=params.limit)
+    return _json(SpoolList(items=[SpoolItemOut.model_validate(i, from_attributes=True)
+                                  for i in items]))
+
+
+async def get_spool(request: web.Request) -> web.Response:
+    item = await setaside.show_spool(request.app[HUB_KEY].db, _id(request))
+    return _json(SpoolDetailOut.model_validate(item, from_attributes=True))
+
+
+async def retry_spool(request: web.Request) -> web.Response:
+    await read_body(request, RetryIn)
+    hub = request.app[HUB_KEY]
+    retried = await setaside.retry_spool(hub.db, _id(request), actor=caller(request).email)
+    if hub.spool.on_new is not None:
+        hub.spool.on_new()  # this process's spool worker takes it now, not at its next poll
+    return _json(RetriedOut.model_validate(retried, from_attributes=True))
+
+
+async def retry_outbox(request: web.Request) -> web.Response:
+    await read_body(request, RetryIn)
+    hub = request.app[HUB_KEY]
+    retried = await setaside.retry_outbox(hub.db, _id(request), actor=caller(request).email)
+    # Sent right away rather than at the sweeper's next pass (with Redis: by a worker); the
+    # claim in hub.workers.delivery makes the sweeper's own job for it harmless.
+    hub.jobs.submit_delivery([retried.id])
+    return _json(RetriedOut.model_validate(replace(retried, enqueued=True),
+                                           from_attributes=True))
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI_KEY])
 
 
 # -- the table --------------------------------------------------------------------------------
 
-SUPERVISORS = ("supervisor", "admin")
 CONV = f"{API}/conversations/{{id}}"
 
 ROUTES: tuple[Route, ...] = (
@@ -453,6 +398,13 @@ ROUTES: tuple[Route, ...] = (
                       "queue is unassigned."),
     Route("POST", f"{CONV}/status", post_status, "Set the status", ConversationItem,
           body=StatusIn, description="`resolved` sets resolved_at; open and pending clear it."),
+    Route("POST", f"{CONV}/not-spam", post_not_spam, "Not spam: route it again as if new",
+          ConversationItem, body=ClaimIn, roles=SUPERVISORS,
+          errors=(400, 401, 404, 409, 422, 429),
+          description="For a conversation marked spam: the rules route it again as if its first "
+                      "message had just arrived (queue, tags, timers, the acknowledgment). 409 "
+                      "when it is not marked spam. List spam with `GET "
+                      "/api/v1/conversations?spam=true`."),
     Route("GET", f"{API}/contacts/{{id}}", get_contact,
           "A contact with every identity and the conversations the caller may see",
           ContactDetail,
@@ -460,12 +412,36 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/attachments/{{id}}", get_attachment, "Download an attachment",
           media_type="application/octet-stream",
           description="Served as a download (Content-Disposition: attachment, nosniff)."),
-    Route("GET", f"{API}/staff", list_staff, "Staff accounts", StaffList, roles=("admin",)),
+    Route("GET", f"{API}/staff", list_staff, "Staff accounts", StaffList, roles=ADMINS),
     Route("POST", f"{API}/staff", create_staff, "Add a staff account", StaffOut, status=201,
-          body=StaffIn, roles=("admin",), errors=(400, 401, 409, 422, 429)),
+          body=StaffIn, roles=ADMINS, errors=(400, 401, 409, 422, 429)),
+    Route("GET", f"{API}/rules", rules_status, "The live rule set and the latest refused change",
+          RulesStatus, roles=SUPERVISORS, errors=(401, 429),
+          description="What `hub rules check` would say of the folder now, the live set's "
+                      "hash and since when, and the latest change that was refused (the set "
+                      "before it stayed live) with its `path:line` errors."),
     Route("GET", f"{API}/outbox", list_outbox, "Outbox items by state (default: dead letter)",
           OutboxList, query=OutboxQuery, roles=SUPERVISORS,
           description="`state=dead` lists deliveries that failed for good, with last_error."),
+    Route("POST", f"{API}/outbox/{{id}}/retry", retry_outbox,
+          "Send a dead outbox item again", RetriedOut, body=RetryIn, roles=SUPERVISORS,
+          errors=(400, 401, 404, 409, 422, 429),
+          description="Sets a `dead` item back to `pending`, due now, and hands it to a "
+                      "delivery job at once; audit-logged with the caller as actor. 409 "
+                      "(`not_retryable`) when the item is not dead."),
+    Route("GET", f"{API}/spool", list_spool, "Inbound spool items (default: set aside)",
+          SpoolList, query=SpoolQuery, roles=SUPERVISORS,
+          description="Newest first. `state=failed` (the default) lists what the spool worker "
+                      "set aside after its last try, with last_error."),
+    Route("GET", f"{API}/spool/{{id}}", get_spool, "One spool item", SpoolDetailOut,
+          roles=SUPERVISORS,
+          description="With its envelope and the payload's first bytes as text, control and "
+                      "format characters escaped."),
+    Route("POST", f"{API}/spool/{{id}}/retry", retry_spool, "Work a failed spool item again",
+          RetriedOut, body=RetryIn, roles=SUPERVISORS, errors=(400, 401, 404, 409, 422, 429),
+          description="Sets a `failed` item back to `pending` with its tries reset; the spool "
+                      "worker takes it. Audit-logged with the caller as actor. 409 "
+                      "(`not_retryable`) when the item is not failed."),
     Route("GET", f"{API}/events", events_socket, "Live events (WebSocket)", status=101,
           errors=(401, 426, 429),
           description="Upgrade to a WebSocket; each text frame is one event "
@@ -479,6 +455,7 @@ def setup_api(app: web.Application) -> None:
     install(app, hub.settings.security.api_rate_per_minute)
     app[OPENAPI_KEY] = document(ROUTES)
     for route in ROUTES:
-        handler = route.handler if route.public else guarded(route.handler, route.roles)
+        handler = (route.handler if route.public
+                   else guarded(_refusals(route.handler), route.roles))
         app.router.add_route(route.method, route.aiohttp_path, handler)
 

@@ -40,10 +40,8 @@ def create_app(hub: Hub) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
     setup_api(app)
-    for adapter in hub.adapters:
-        routes = getattr(adapter, "routes", None)
-        if routes is not None:
-            app.router.add_routes(routes(hub.intake))
+    for adapter in hub.adapters.with_hook("routes"):
+        app.router.add_routes(adapter.routes(hub.context))
     return app
 
 

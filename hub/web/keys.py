@@ -32,10 +32,6 @@ class Caller:
     def role(self) -> str:
         return self.staff.role
 
-    @property
-    def sees_all(self) -> bool:
-        return self.staff.role in ("supervisor", "admin")
-
 
 CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
 

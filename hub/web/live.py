@@ -16,7 +16,7 @@ import time
 from aiohttp import WSMsgType, web
 
 from hub.events import Event
-from hub.queues import visible_queue_names
+from hub.service import visible_queues
 from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY, caller
 
@@ -56,7 +56,7 @@ async def events_socket(request: web.Request) -> web.StreamResponse:
 
 async def _visible(request: web.Request) -> set[str] | None:
     async with request.app[HUB_KEY].db.read() as session:
-        return await visible_queue_names(session, caller(request).staff)
+        return await visible_queues(session, caller(request).staff)
 
 
 async def _next(subscription: asyncio.Queue[Event], reader: asyncio.Task[None]) -> Event | None:

@@ -24,13 +24,14 @@ _PARAM = re.compile(r"\{(\w+)\}")
 
 API_DESCRIPTION = """\
 The staff API of the civic message hub. Authenticate with `Authorization: Bearer <token>`
-(`hub token create EMAIL`). Roles: an *agent* sees and acts only on conversations in the queues
-they belong to; anything else answers 404, exactly like an id that does not exist. A *supervisor*
-sees and acts on every queue and reads the outbox; an *admin* also manages staff. Endpoints that
-need a role answer 403 to other roles. Errors are `{"error": {"code", "message"}}`; malformed JSON
-and unknown fields are 400, invalid values 422, too many requests 429 with `Retry-After`. Bodies
-are `application/json` (else 415), at most `[http] max_body_bytes` (else 413), nested at most 32
-deep, with numbers of at most 64 characters (else 400).
+(`hub token create EMAIL`). Roles: an *agent* sees and acts only on conversations in the queues they
+belong to; anything else answers 404, exactly like an id that does not exist. A *supervisor* sees
+and acts on every queue, reads the outbox and re-runs what was set aside (failed spool items, dead
+outbox items); an *admin* also manages staff. Endpoints that need a role answer 403 to other
+roles. Errors are `{"error": {"code", "message"}}`; malformed JSON and unknown fields are 400,
+invalid values 422, too many requests 429 with `Retry-After`. Bodies are `application/json` (else
+415), at most `[http] max_body_bytes` (else 413), nested at most 32 deep, with numbers of at most
+64 characters (else 400).
 Times are ISO 8601 UTC. List cursors are opaque: pass `next_cursor` back unchanged.
 """
 

@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ChannelName = Literal["email", "sms", "telegram", "webchat", "webform"]
 StatusName = Literal["open", "pending", "resolved", "closed"]
+PriorityName = Literal["low", "normal", "high", "urgent"]
 RoleName = Literal["agent", "supervisor", "admin"]
 OutboxStateName = Literal["pending", "sending", "sent", "dead"]
+SpoolStateName = Literal["failed", "pending", "done", "all"]
 MAX_BODY_CHARS = 100_000
 
 
@@ -79,6 +81,10 @@ class StatusIn(RequestModel):
     status: StatusName
 
 
+class RetryIn(RequestModel):
+    """Retry takes no fields; an empty body or `{}` is fine."""
+
+
 class StaffIn(RequestModel):
     email: str = Field(min_length=3, max_length=320)
     name: str = Field(min_length=1, max_length=200)
@@ -91,7 +97,14 @@ class ConversationQuery(QueryModel):
     status: StatusName | None = None
     channel: ChannelName | None = None
     q: str | None = Field(default=None, min_length=1, max_length=200,
-                          description="Case-insensitive text in the subject or a message body.")
+                          description="Case-insensitive text in the subject, a message body or "
+                                      "one of the contact's addresses (email, phone, chat id).")
+    tag: str | None = Field(default=None, max_length=64)
+    priority: PriorityName | None = None
+    assignee: str | None = Field(default=None, max_length=320,
+                                 description="A staff email, `me` or `none` (unassigned).")
+    spam: bool = Field(default=False, description="`true`: only what was marked spam (which "
+                                                  "the lists leave out otherwise).")
     limit: int = Field(default=25, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=512,
                                description="`next_cursor` of the previous page; opaque.")
@@ -101,6 +114,12 @@ class OutboxQuery(QueryModel):
     state: OutboxStateName = "dead"
     limit: int = Field(default=50, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=512)
+
+
+class SpoolQuery(QueryModel):
+    state: SpoolStateName = Field(default="failed",
+                                  description="`failed`: set aside after the last try.")
+    limit: int = Field(default=50, ge=1, le=100)
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -140,6 +159,7 @@ class ConversationItem(ResponseModel):
     created_at: datetime
     last_message_at: datetime
     resolved_at: datetime | None = None
+    spam: bool = False
 
 
 class ConversationList(ResponseModel):
@@ -155,6 +175,13 @@ class AttachmentOut(ResponseModel):
     url: str
 
 
+class DroppedOut(ResponseModel):
+    filename: str
+    size: int
+    content_type: str
+    reason: str = Field(description="attachment_too_large | too_many_attachments")
+
+
 class MessageOut(ResponseModel):
     id: int
     direction: Literal["inbound", "outbound", "note"]
@@ -166,6 +193,12 @@ class MessageOut(ResponseModel):
     author: str | None = Field(description="Staff email for replies and notes.")
     automatic: bool
     attachments: list[AttachmentOut]
+    flags: list[str] = Field(default_factory=list, description=(
+        "What staff should know: `malformed` (kept raw), `another_sender` (joined this "
+        "conversation by our thread keys but written by someone else), `attachment_too_large`, "
+        "..."))
+    dropped_attachments: list[DroppedOut] = Field(
+        default_factory=list, description="Files the citizen sent that were not kept, and why.")
 
 
 class RoutingOut(ResponseModel):
@@ -231,3 +264,51 @@ class OutboxItemOut(ResponseModel):
 class OutboxList(ResponseModel):
     items: list[OutboxItemOut]
     next_cursor: str | None
+
+
+class SpoolItemOut(ResponseModel):
+    id: int
+    channel: str
+    state: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    processed_at: datetime | None
+    size: int | None = Field(description="Payload bytes; null once worked (the payload is "
+                                         "dropped then).")
+
+
+class SpoolList(ResponseModel):
+    items: list[SpoolItemOut]
+
+
+class SpoolDetailOut(SpoolItemOut):
+    dedupe_key: str
+    envelope: dict[str, Any]
+    next_attempt_at: datetime | None
+    message_id: int | None = Field(description="The message it became, once worked.")
+    preview: str = Field(description="The payload's first bytes as text; control and format "
+                                     "characters (escape sequences, bidi overrides) escaped.")
+    preview_bytes: int = Field(description="How many payload bytes the preview shows.")
+
+
+class RetriedOut(ResponseModel):
+    kind: Literal["spool", "outbox"]
+    id: int
+    previous_error: str | None
+    previous_attempts: int
+    enqueued: bool = Field(description="Outbox only: handed to a delivery job at once.")
+
+
+class RefusedChange(ResponseModel):
+    at: datetime
+    errors: list[str] = Field(description="`path:line: message`, as `hub rules check` prints them")
+
+
+class RulesStatus(ResponseModel):
+    version: str = Field(description="Hash of the live rule set (\"default\": no rules folder)")
+    loaded_at: datetime | None = Field(description="When this set went live in this process")
+    rules_dir: str | None
+    errors: list[str] = Field(description="Errors of the folder as it is now (empty: live)")
+    last_refused: RefusedChange | None = Field(
+        description="The latest change that was refused; the set before it stayed live")

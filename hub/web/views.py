@@ -1,8 +1,7 @@
-"""What a caller may see, and the rows turned into API response models.
+"""Rows turned into the API's response models: conversations (list items and detail, with
+contacts, assignees, messages, attachments and routing loaded in a few queries) and queue counts.
 
-Visibility is decided here only: an agent sees conversations in the queues they belong to, a
-supervisor or admin sees all. A conversation (or contact, or attachment) the caller may not see is
-reported exactly like one that does not exist: 404.
+What a caller may see is decided in hub.service; this module only presents what it was given.
 """
 
 from __future__ import annotations
@@ -11,10 +10,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.queues import visible_queue_names
 from hub.storage.tables import (
     Attachment,
     Contact,
@@ -24,43 +22,19 @@ from hub.storage.tables import (
     RoutingDecisionRow,
     Staff,
 )
-from hub.web.errors import ApiError
-from hub.web.keys import Caller
 from hub.web.schemas import (
     AttachmentOut,
+    ContactDetail,
     ContactRef,
     ConversationDetail,
     ConversationItem,
+    DroppedOut,
     IdentityOut,
     MessageOut,
     RoutingOut,
 )
 
 API = "/api/v1"
-
-
-def not_found(what: str = "conversation") -> ApiError:
-    return ApiError(404, "not_found", f"{what} not found")
-
-
-async def visible_filter(session: AsyncSession, who: Caller) -> ColumnElement[bool]:
-    """A WHERE clause on Conversation limiting rows to what the caller may see."""
-    queues = await visible_queue_names(session, who.staff)
-    if queues is None:
-        return true()
-    return Conversation.queue.in_(sorted(queues))
-
-
-async def load_conversation(session: AsyncSession, who: Caller, conversation_id: int, *,
-                            for_update: bool = False) -> Conversation:
-    query = select(Conversation).where(Conversation.id == conversation_id,
-                                       await visible_filter(session, who))
-    if for_update:
-        query = query.with_for_update()
-    conversation = await session.scalar(query)
-    if conversation is None:
-        raise not_found()
-    return conversation
 
 
 async def _identities(session: AsyncSession,
@@ -103,8 +77,16 @@ def _item(conversation: Conversation, contact: Contact, identities: list[Identit
         contact=ContactRef(id=contact.id, name=contact.name, identities=identities),
         assignee=emails.get(conversation.assignee_id) if conversation.assignee_id else None,
         created_at=conversation.created_at, last_message_at=conversation.last_message_at,
-        resolved_at=conversation.resolved_at,
+        resolved_at=conversation.resolved_at, spam=conversation.spam,
     )
+
+
+async def contact_detail(session: AsyncSession, contact: Contact,
+                         conversations: Sequence[Conversation]) -> ContactDetail:
+    identities = await _identities(session, [contact.id])
+    return ContactDetail(id=contact.id, name=contact.name, language=contact.language,
+                         created_at=contact.created_at, identities=identities[contact.id],
+                         conversations=await conversation_items(session, conversations))
 
 
 async def conversation_detail(session: AsyncSession,
@@ -137,7 +119,9 @@ def _message(message: Message, files: list[AttachmentOut], emails: dict[int, str
         created_at=message.created_at, delivery_status=message.delivery_status,
         delivery_error=message.delivery_error if message.direction == "outbound" else None,
         author=emails.get(message.staff_id) if message.staff_id else None,
-        automatic=message.automatic, attachments=files,
+        automatic=message.automatic, attachments=files, flags=list(message.flags or []),
+        dropped_attachments=[DroppedOut(**d) for d in (message.meta or {}).get(
+            "dropped_attachments", []) if isinstance(d, dict)],
     )
 
 

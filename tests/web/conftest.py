@@ -19,8 +19,10 @@ async def client(hub: Hub) -> AsyncIterator[TestClient]:
 
 
 @pytest.fixture
-async def world(hub: Hub) -> World:
-    return await build_world(hub)
+async def world(hub: Hub, request: pytest.FixtureRequest) -> World:
+    """A module that sets WORLD_SET_ASIDE = True also gets a failed spool item and a dead
+    outbox item (the others count outbox rows)."""
+    return await build_world(hub, set_aside=getattr(request.module, "WORLD_SET_ASIDE", False))
 
 
 @pytest.fixture

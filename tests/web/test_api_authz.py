@@ -6,6 +6,7 @@ database is unchanged and the answer does not contain the conversation's referen
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.web.world import World, call, snapshot
 
 CALLERS = ("agent", "outsider", "supervisor", "admin", "none", "garbage", "revoked")
 CONV = "/api/v1/conversations/{conv}"
+WORLD_SET_ASIDE = True  # a failed spool item and a dead outbox item to retry
 NEW_STAFF = {"email": "new@city.example", "name": "New", "role": "agent", "queues": ["roads"]}
 
 # kind: conv = acts on the roads conversation (outsider 404); list = filtered for the outsider;
@@ -41,6 +43,18 @@ ENDPOINTS: list[tuple[str, str, str, Any, int, str]] = [
     ("staff list",   "GET",  "/api/v1/staff",                      None,           200, "admin"),
     ("staff add",    "POST", "/api/v1/staff",                      NEW_STAFF,      201, "admin"),
     ("outbox",       "GET",  "/api/v1/outbox?state=dead",          None,           200,
+     "supervisor"),
+    ("rules",        "GET",  "/api/v1/rules",                      None,           200,
+     "supervisor"),
+    ("not spam",     "POST", "/api/v1/conversations/{spam}/not-spam", None,        200,
+     "supervisor"),
+    ("outbox retry", "POST", "/api/v1/outbox/{outbox}/retry",      None,           200,
+     "supervisor"),
+    ("spool",        "GET",  "/api/v1/spool?state=all&limit=5",    None,           200,
+     "supervisor"),
+    ("spool item",   "GET",  "/api/v1/spool/{spool}",              None,           200,
+     "supervisor"),
+    ("spool retry",  "POST", "/api/v1/spool/{spool}/retry",        {},             200,
      "supervisor"),
     # A WebSocket: without an Upgrade, an authorised caller gets 426 (after the auth check).
     ("events",       "GET",  "/api/v1/events",                     None,           426, "list"),
@@ -77,7 +91,8 @@ async def roads_references(client: TestClient, world: World) -> list[str]:
 
 def fill(path: str, world: World) -> str:
     return path.format(conv=world.conv, contact=world.conv_contact,
-                       attachment=world.attachment, both=world.both_contact)
+                       attachment=world.attachment, both=world.both_contact,
+                       spool=world.spool, outbox=world.outbox, spam=world.spam_conv)
 
 
 @pytest.mark.parametrize("who", CALLERS)
@@ -111,6 +126,5 @@ async def test_matrix(client: TestClient, world: World, who: str, name: str, met
 def test_every_api_route_is_in_the_matrix() -> None:
     covered = {(method, path.split("?")[0]) for _, method, path, *_ in ENDPOINTS}
     routes = {(r.method, r.path.replace("{id}", "{x}")) for r in ROUTES if not r.public}
-    normalised = {(m, p.replace("{conv}", "{x}").replace("{contact}", "{x}")
-                   .replace("{attachment}", "{x}").replace("{both}", "{x}")) for m, p in covered}
+    normalised = {(m, re.sub(r"\{\w+\}", "{x}", p)) for m, p in covered}
     assert routes == normalised

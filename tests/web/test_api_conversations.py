@@ -114,7 +114,7 @@ async def test_reply_on_an_unconfigured_channel_is_refused(client: TestClient,
                                                            world: World) -> None:
     status, body, _ = await call(client, "POST", f"{CONV}/{world.conv}/replies",
                                  world.tokens["agent"], {"body": "hi", "channel": "email"})
-    assert status == 422 and body["error"]["code"] == "channel_unavailable"
+    assert status == 422 and body["error"]["code"] == "no_channel"  # CONTRACT.md's code
 
 
 async def test_note_is_stored_and_never_sent(client: TestClient, world: World,

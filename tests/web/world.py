@@ -1,7 +1,8 @@
 """A small city hall for API tests: queues, staff of every role with tokens, and conversations.
 
 Queue `roads` holds the conversation under test (with an attachment); queue `taxes` belongs to the
-outsider agent. One contact writes to both queues, so filtered lists can be checked.
+outsider agent. One contact writes to both queues, so filtered lists can be checked. With
+`set_aside`, there is also a failed inbound spool item and a dead reply (in `taxes`) in the outbox.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from sqlalchemy import func, select, update
 
 from hub.app import Hub
 from hub.auth import create_token
-from hub.model import InboundAttachment, ThreadHints, utcnow
+from hub.model import InboundAttachment, OutboxState, ThreadHints, utcnow
+from hub.outbound import outbox_id_for, queue_outbound
 from hub.staff import add_staff
 from hub.storage.tables import (
     ApiToken,
@@ -26,11 +28,15 @@ from hub.storage.tables import (
     OutboxItem,
     Queue,
     QueueMember,
+    SpoolEntry,
     Staff,
 )
 from tests.support.adapter import inbound
 
 PHOTO = b"\xff\xd8\xff\xe0 not really a jpeg <script>alert(1)</script>"
+RAW_MAIL = b"From: a@b.example\r\nSubject: \x1b[2Jcleared\r\n\r\nMy bin was not emptied.\r\n"
+SPOOL_ERROR = "ValueError: unparseable header"
+DEAD_ERROR = "recipient rejected"
 
 
 @dataclass
@@ -44,6 +50,9 @@ class World:
     taxes_conv: int = 0  # in taxes, contact `both`
     roads_conv_of_both: int = 0  # in roads, contact `both`
     both_contact: int = 0
+    spool: int = 0  # set_aside only: a failed spool item (email)
+    outbox: int = 0  # set_aside only: a dead outbox item, a reply in taxes
+    spam_conv: int = 0  # set_aside only: a conversation the rules marked spam
 
 
 STAFF = {  # who -> (role, queues)
@@ -55,7 +64,7 @@ STAFF = {  # who -> (role, queues)
 }
 
 
-async def build_world(hub: Hub) -> World:
+async def build_world(hub: Hub, *, set_aside: bool = False) -> World:
     world = World(hub)
     async with hub.db.transaction() as session:
         session.add_all([Queue(name="roads", title="Roads"), Queue(name="taxes", title="Taxes")])
@@ -81,7 +90,38 @@ async def build_world(hub: Hub) -> World:
     await move(hub, world.taxes_conv, "taxes")
     async with hub.db.read() as session:
         world.attachment = int(await session.scalar(select(func.min(Attachment.id))) or 0)
+    if set_aside:
+        world.spool, world.outbox = await add_set_aside(hub, world.taxes_conv)
+        world.spam_conv = await add_spam(hub)
     return world
+
+
+async def add_spam(hub: Hub) -> int:
+    """A conversation the rules marked spam (no queue), as the intake leaves it."""
+    accepted = await hub.intake.accept(inbound("+15550006666", "casino bonus for you"))
+    async with hub.db.transaction() as session:
+        await session.execute(update(Conversation).where(
+            Conversation.id == accepted.conversation_id).values(spam=True, queue=None))
+    return accepted.conversation_id
+
+
+async def add_set_aside(hub: Hub, conversation_id: int) -> tuple[int, int]:
+    """A spool item the worker gave up on and a reply whose delivery died: (spool id, outbox id)."""
+    async with hub.db.transaction() as session:
+        entry = SpoolEntry(channel="email", dedupe_key="<bin@b.example>|a@b.example",
+                           envelope={"mail_from": "a@b.example"}, payload=RAW_MAIL,
+                           state="failed", attempts=5, last_error=SPOOL_ERROR,
+                           received_at=utcnow())
+        session.add(entry)
+        conversation = await session.get_one(Conversation, conversation_id)
+        message = await queue_outbound(session, conversation, "Your bill is corrected.")
+        outbox_id = await outbox_id_for(session, message.id)
+        await session.execute(update(OutboxItem).where(OutboxItem.id == outbox_id).values(
+            state=OutboxState.DEAD.value, attempts=3, last_error=DEAD_ERROR))
+        await session.execute(update(Message).where(Message.id == message.id).values(
+            delivery_status="failed", delivery_error=DEAD_ERROR))
+        await session.flush()
+    return entry.id, outbox_id
 
 
 async def _contact_of(hub: Hub, accepted: Any) -> int:

@@ -1,0 +1,379 @@
+"""Conversations for staff: who may see which, and the actions on one (reply, note, claim,
+assign, transfer, status). The one place these rules live: the staff API calls it, and so will
+the workspace and the citizen pages. It knows nothing of HTTP.
+
+Visibility: an agent sees the conversations of the queues they belong to, a supervisor or admin
+sees all; anything else is reported exactly like a row that does not exist (NotFound), so an id
+reveals nothing. Each action runs in one transaction with its audit row; only after the commit
+are outbox ids handed to the jobs and events published, so nobody hears of a change that did
+not happen. Refusals are domain errors (NotFound, Conflict, Invalid, each with a `code`) that
+callers turn into their own answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Container, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import audit
+from hub.events import Event
+from hub.model import ConversationStatus, Direction, utcnow
+from hub.outbound import NoAddressOnChannel, outbox_id_for, queue_outbound
+from hub.queues import member_queue_names
+from hub.staff import ADMIN, ADMINS, AGENT, ROLES, SUPERVISOR, SUPERVISORS, find_staff
+from hub.storage.db import Database
+from hub.storage.tables import (
+    Attachment,
+    Contact,
+    Conversation,
+    ConversationTag,
+    Identity,
+    Message,
+    Queue,
+    Staff,
+)
+
+__all__ = ["ADMIN", "ADMINS", "AGENT", "ROLES", "SUPERVISOR", "SUPERVISORS"]
+
+Publish = Callable[[Event], None]
+SubmitDelivery = Callable[[Sequence[int]], None]
+Detail = dict[str, Any]
+Change = Callable[[AsyncSession, Conversation], Awaitable[Detail | None]]
+_UNRESOLVED = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
+
+
+class ServiceError(Exception):
+    """A refused request: `code` names the reason for programs, the message for people."""
+
+    code = "refused"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+
+
+class NotFound(ServiceError):
+    """No such row, or one the caller may not see: the two are never told apart."""
+
+    code = "not_found"
+
+    def __init__(self, what: str = "conversation") -> None:
+        super().__init__(f"{what} not found")
+
+
+class Conflict(ServiceError):
+    code = "conflict"
+
+
+class Invalid(ServiceError):
+    """A value the action cannot take; the message starts with the field's name."""
+
+    code = "invalid"
+
+
+# -- visibility -------------------------------------------------------------------------------
+
+
+def sees_all(staff: Staff) -> bool:
+    return staff.role in SUPERVISORS
+
+
+async def visible_queues(session: AsyncSession, staff: Staff) -> set[str] | None:
+    """The queues `staff` sees; None means every queue."""
+    return None if sees_all(staff) else await member_queue_names(session, staff)
+
+
+async def visible_filter(session: AsyncSession, staff: Staff) -> ColumnElement[bool]:
+    """A WHERE clause on Conversation keeping the rows `staff` may see."""
+    queues = await visible_queues(session, staff)
+    return true() if queues is None else Conversation.queue.in_(sorted(queues))
+
+
+async def may_work(session: AsyncSession, staff: Staff, queue: str | None) -> bool:
+    """Whether `staff` may hold conversations of `queue` (as assignee)."""
+    return sees_all(staff) or (queue is not None
+                               and queue in await member_queue_names(session, staff))
+
+
+async def queues_for(session: AsyncSession, staff: Staff) -> list[Queue]:
+    query = select(Queue).order_by(Queue.name)
+    visible = await visible_queues(session, staff)
+    if visible is not None:
+        query = query.where(Queue.name.in_(sorted(visible)))
+    return list(await session.scalars(query))
+
+
+async def conversation_for(session: AsyncSession, staff: Staff, conversation_id: int, *,
+                           for_update: bool = False) -> Conversation:
+    query = select(Conversation).where(Conversation.id == conversation_id,
+                                       await visible_filter(session, staff))
+    if for_update:
+        query = query.with_for_update()
+    conversation = await session.scalar(query)
+    if conversation is None:
+        raise NotFound()
+    return conversation
+
+
+async def contact_for(session: AsyncSession, staff: Staff,
+                      contact_id: int) -> tuple[Contact, list[Conversation]]:
+    """A contact and its conversations `staff` may see, newest activity first. An agent sees a
+    contact only through a conversation of their queues."""
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound("contact")
+    conversations = list(await session.scalars(
+        select(Conversation).where(Conversation.contact_id == contact.id,
+                                   await visible_filter(session, staff))
+        .order_by(Conversation.last_message_at.desc(), Conversation.id.desc())))
+    if not conversations and not sees_all(staff):
+        raise NotFound("contact")
+    return contact, conversations
+
+
+async def attachment_for(session: AsyncSession, staff: Staff, attachment_id: int) -> Attachment:
+    attachment = await session.scalar(
+        select(Attachment).join(Message, Message.id == Attachment.message_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Attachment.id == attachment_id, await visible_filter(session, staff)))
+    if attachment is None:
+        raise NotFound("attachment")
+    return attachment
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFilter:
+    queue: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    text: str | None = None  # case-insensitive: subject, message bodies, the contact's addresses
+    tag: str | None = None
+    priority: str | None = None
+    assignee: str | None = None  # a staff email, "me" or "none"
+    spam: bool = False  # spam is kept apart: listed only when asked for
+    after: tuple[datetime, int] | None = None  # (last_message_at, id) of the previous page's end
+
+
+async def list_conversations(session: AsyncSession, staff: Staff, where: ConversationFilter,
+                             limit: int) -> list[Conversation]:
+    """Visible conversations, newest activity first (last_message_at, then id, descending)."""
+    query = _filtered(select(Conversation).where(await visible_filter(session, staff)), where)
+    query = await _assigned(session, query, staff, where.assignee)
+    query = query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
+    return list(await session.scalars(query.limit(limit)))
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def _assigned(session: AsyncSession, query: Any, staff: Staff, who: str | None) -> Any:
+    if who is None:
+        return query
+    if who == "none":
+        return query.where(Conversation.assignee_id.is_(None))
+    if who == "me":
+        return query.where(Conversation.assignee_id == staff.id)
+    found = await find_staff(session, who)
+    return query.where(Conversation.assignee_id == (found.id if found is not None else -1))
+
+
+def _filtered(query: Any, where: ConversationFilter) -> Any:
+    query = query.where(Conversation.spam.is_(where.spam))
+    if where.tag is not None:
+        query = query.where(exists().where(ConversationTag.conversation_id == Conversation.id,
+                                           ConversationTag.tag == where.tag))
+    if where.priority is not None:
+        query = query.where(Conversation.priority == where.priority)
+    if where.queue is not None:
+        query = query.where(Conversation.queue == where.queue)
+    if where.status is not None:
+        query = query.where(Conversation.status == where.status)
+    if where.channel is not None:
+        query = query.where(Conversation.channel == where.channel)
+    if where.text is not None:
+        pattern = _like(where.text)
+        in_body = exists().where(Message.conversation_id == Conversation.id,
+                                 Message.body.ilike(pattern, escape="\\"))
+        by_address = exists().where(Identity.contact_id == Conversation.contact_id,
+                                    Identity.address.ilike(pattern, escape="\\"))
+        query = query.where(or_(Conversation.subject.ilike(pattern, escape="\\"), in_body,
+                                by_address))
+    if where.after is not None:
+        at, last_id = where.after
+        query = query.where(or_(Conversation.last_message_at < at,
+                                and_(Conversation.last_message_at == at,
+                                     Conversation.id < last_id)))
+    return query
+
+
+# -- actions ----------------------------------------------------------------------------------
+
+
+def _updated(conversation: Conversation, action: str, actor: Staff, detail: Detail) -> Event:
+    return Event("conversation.updated", conversation.id, conversation.queue,
+                 {"action": action, "actor": actor.email, **detail})
+
+
+async def _act(db: Database, publish: Publish, actor: Staff, conversation_id: int, action: str,
+               change: Change) -> Conversation:
+    """Run `change` on a visible conversation in one transaction with its audit row, then
+    publish. A change that returns None changed nothing: no audit row, no event."""
+    async with db.transaction() as session:
+        conversation = await conversation_for(session, actor, conversation_id, for_update=True)
+        detail = await change(session, conversation)
+        if detail is not None:
+            audit.record(session, actor.email, f"conversation.{action}", "conversation",
+                         conversation.id, **detail)
+    if detail is not None:
+        publish(_updated(conversation, action, actor, detail))
+    return conversation
+
+
+async def reply(db: Database, actor: Staff, conversation_id: int, body: str, *,
+                channel: str | None = None, channels: Container[str],
+                submit_delivery: SubmitDelivery, publish: Publish) -> Message:
+    """Queue a reply to the citizen on `channel` (default: the conversation's own), which must
+    be among the configured `channels` and where the contact must have an address."""
+    async with db.transaction() as session:
+        conversation = await conversation_for(session, actor, conversation_id, for_update=True)
+        channel = channel or conversation.channel
+        if channel not in channels:
+            raise Invalid(f"channel: {channel} is not configured", "no_channel")
+        try:
+            message = await queue_outbound(session, conversation, body, staff_id=actor.id,
+                                           channel=channel)
+        except NoAddressOnChannel as exc:
+            raise Invalid(f"channel: {exc}", "no_address") from None
+        outbox_id = await outbox_id_for(session, message.id)
+        audit.record(session, actor.email, "conversation.reply", "conversation",
+                     conversation.id, message_id=message.id, channel=channel)
+    submit_delivery([outbox_id])
+    publish(Event("message.outbound", conversation.id, conversation.queue,
+                  {"message_id": message.id, "actor": actor.email}))
+    publish(_updated(conversation, "reply", actor, {"message_id": message.id}))
+    return message
+
+
+async def note(db: Database, actor: Staff, conversation_id: int, body: str, *,
+               publish: Publish) -> Message:
+    """An internal note: stored with the conversation, never sent to the citizen."""
+    async with db.transaction() as session:
+        conversation = await conversation_for(session, actor, conversation_id, for_update=True)
+        message = Message(conversation_id=conversation.id, direction=Direction.NOTE.value,
+                          channel=conversation.channel, body=body, staff_id=actor.id,
+                          flags=[], meta={}, created_at=utcnow())
+        session.add(message)
+        await session.flush()
+        audit.record(session, actor.email, "conversation.note", "conversation",
+                     conversation.id, message_id=message.id)
+    publish(_updated(conversation, "note", actor, {"message_id": message.id}))
+    return message
+
+
+async def claim(db: Database, actor: Staff, conversation_id: int, *,
+                publish: Publish) -> Conversation:
+    """Assign to `actor`; Conflict when someone else holds it (only assign takes it away)."""
+
+    async def change(session: AsyncSession, conversation: Conversation) -> Detail | None:
+        if conversation.assignee_id == actor.id:
+            return None
+        if conversation.assignee_id is not None:
+            raise Conflict("the conversation is assigned to someone else; "
+                           "a supervisor can reassign it")
+        conversation.assignee_id = actor.id
+        return {"assignee": actor.email}
+
+    return await _act(db, publish, actor, conversation_id, "claim", change)
+
+
+async def assign(db: Database, actor: Staff, conversation_id: int, email: str | None, *,
+                 publish: Publish) -> Conversation:
+    """Assign to the active staff member with `email`, who must be able to work the queue;
+    None unassigns."""
+
+    async def change(session: AsyncSession, conversation: Conversation) -> Detail | None:
+        staff = await _assignee(session, email, conversation.queue)
+        new_id = staff.id if staff is not None else None
+        if conversation.assignee_id == new_id:
+            return None
+        conversation.assignee_id = new_id
+        return {"assignee": staff.email if staff is not None else None}
+
+    return await _act(db, publish, actor, conversation_id, "assign", change)
+
+
+async def _assignee(session: AsyncSession, email: str | None, queue: str | None) -> Staff | None:
+    if email is None:
+        return None
+    staff = await find_staff(session, email)
+    if staff is None or not staff.active:
+        raise Invalid("staff: no active staff member has that email", "unknown_staff")
+    if not await may_work(session, staff, queue):
+        raise Invalid(f"staff: {staff.email} is not a member of queue {queue}", "not_a_member")
+    return staff
+
+
+async def transfer(db: Database, actor: Staff, conversation_id: int, queue: str, *,
+                   publish: Publish) -> Conversation:
+    """Move to an existing queue; an assignee who cannot work the new queue is unassigned. An
+    agent may move a conversation out of their own queues, and then no longer sees it."""
+
+    async def change(session: AsyncSession, conversation: Conversation) -> Detail | None:
+        if await session.scalar(select(Queue.id).where(Queue.name == queue)) is None:
+            raise Invalid(f"queue: there is no queue {queue!r}", "unknown_queue")
+        if conversation.queue == queue:
+            return None
+        old, conversation.queue = conversation.queue, queue
+        if conversation.assignee_id is not None:
+            assignee = await session.get_one(Staff, conversation.assignee_id)
+            if not await may_work(session, assignee, queue):
+                conversation.assignee_id = None
+        return {"from": old, "to": queue}
+
+    return await _act(db, publish, actor, conversation_id, "transfer", change)
+
+
+Reroute = Callable[[AsyncSession, Conversation], Awaitable[list[int]]]
+
+
+async def not_spam(db: Database, actor: Staff, conversation_id: int, *, reroute: Reroute,
+                   publish: Publish, submit_delivery: SubmitDelivery) -> Conversation:
+    """Undo a spam verdict: the conversation goes through the rules again as if it had just
+    arrived (queue, tags, timers, the acknowledgment the citizen never got)."""
+    async with db.transaction() as session:
+        conversation = await conversation_for(session, actor, conversation_id, for_update=True)
+        if not conversation.spam:
+            raise Conflict("the conversation is not marked as spam")
+        outbox_ids = await reroute(session, conversation)
+        audit.record(session, actor.email, "conversation.not_spam", "conversation",
+                     conversation.id, queue=conversation.queue)
+    if outbox_ids:
+        submit_delivery(outbox_ids)
+    publish(_updated(conversation, "not_spam", actor, {"queue": conversation.queue}))
+    return conversation
+
+
+async def set_status(db: Database, actor: Staff, conversation_id: int, status: str, *,
+                     publish: Publish) -> Conversation:
+    """`resolved` stamps resolved_at; going back to open or pending clears it."""
+    if status not in {s.value for s in ConversationStatus}:
+        raise Invalid(f"status: {status!r} is not a conversation status", "unknown_status")
+
+    async def change(session: AsyncSession, conversation: Conversation) -> Detail | None:
+        if conversation.status == status:
+            return None
+        old, conversation.status = conversation.status, status
+        if status == ConversationStatus.RESOLVED.value:
+            conversation.resolved_at = utcnow()
+        elif status in _UNRESOLVED:
+            conversation.resolved_at = None
+        return {"from": old, "to": status}
+
+    return await _act(db, publish, actor, conversation_id, "status", change)
