@@ -47,6 +47,7 @@ class AutoReply:
     body: str
     once_per_key: str  # e.g. "rule:<id>:contact:<n>"; intake records it with its window
     once_per_seconds: int
+    variables: dict[str, Any] = field(default_factory=dict)  # what it was rendered with
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,11 @@ class Router(Protocol):
         """Whether any rule can auto-reply (False: the intake skips the once_per query)."""
         ...
 
+    @property
+    def default_queue_name(self) -> str:
+        """Where a message goes when routing itself fails."""
+        ...
+
     def decide(self, ctx: RoutingContext) -> RoutingDecision: ...
 
 
@@ -118,9 +124,14 @@ class DefaultQueueRouter:
     uses_once_per = False
 
     def decide(self, ctx: RoutingContext) -> RoutingDecision:
-        queue = self._queue if ctx.conversation.is_new else None
+        if not ctx.conversation.is_new:
+            queue, rule = None, "default"
+        elif ctx.message.inbox_queue:  # the inbox it was sent to ([smtp] inboxes)
+            queue, rule = ctx.message.inbox_queue, "inbox"
+        else:
+            queue, rule = self._queue, "default"
         return RoutingDecision(
             rules_version=self.version,
             queue=queue,
-            trace=[{"rule": "default", "matched": True, "actions": {"queue": queue}}],
+            trace=[{"rule": rule, "matched": True, "actions": {"queue": queue}}],
         )

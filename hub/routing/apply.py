@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
 from hub.outbound import NoAddressOnChannel, outbox_id_for, queue_outbound
-from hub.routing import RoutingDecision
+from hub.routing import AutoReply, RoutingDecision
 from hub.routing.explain import decision_dict
 from hub.storage.tables import (
     AutoReplyLog,
@@ -107,11 +107,16 @@ async def _auto_replies(
     message: Message,
     decision: RoutingDecision,
     now: datetime,
+    fold_into: list[AutoReply] | None,
 ) -> list[int]:
     outbox_ids: list[int] = []
     if message.automatic or decision.spam:
         return outbox_ids  # belt and braces: the engine already refuses these
     for reply in decision.auto_replies:
+        if fold_into is not None:  # the caller sends it inside its acknowledgment
+            fold_into.append(reply)
+            _log_once(session, conversation, reply, now)
+            continue
         try:
             out = await queue_outbound(
                 session, conversation, reply.body, subject=reply.subject, automatic=True
@@ -127,16 +132,15 @@ async def _auto_replies(
                 reason="no address on the channel",
             )
             continue
-        session.add(
-            AutoReplyLog(
-                once_per_key=reply.once_per_key,
-                conversation_id=conversation.id,
-                sent_at=now,
-                expires_at=now + timedelta(seconds=reply.once_per_seconds),
-            )
-        )
+        _log_once(session, conversation, reply, now)
         outbox_ids.append(await outbox_id_for(session, out.id))
     return outbox_ids
+
+
+def _log_once(session: AsyncSession, conversation: Conversation, reply: AutoReply,
+              now: datetime) -> None:
+    session.add(AutoReplyLog(once_per_key=reply.once_per_key, conversation_id=conversation.id,
+                             sent_at=now, expires_at=now + timedelta(seconds=reply.once_per_seconds)))
 
 
 async def apply_decision(
@@ -146,8 +150,13 @@ async def apply_decision(
     decision: RoutingDecision,
     *,
     now: datetime,
+    fold_into: list[AutoReply] | None = None,
 ) -> list[int]:
-    """Apply `decision` in the caller's transaction; return outbox ids to enqueue after commit."""
+    """Apply `decision` in the caller's transaction; return outbox ids to enqueue after commit.
+
+    With `fold_into`, auto-replies are not sent on their own but handed back there (their
+    once_per windows still start): the caller sends them inside the acknowledgment, so a
+    citizen gets one automatic mail for one message. An automatic message starts no timer."""
     changed = _set_fields(conversation, decision)
     assigned = await _assign(session, conversation, decision.assign)
     summary = decision_dict(decision)
@@ -161,8 +170,8 @@ async def apply_decision(
             trace=decision.trace,
         )
     )
-    timers = await _timers(session, conversation, decision)
-    outbox_ids = await _auto_replies(session, conversation, message, decision, now)
+    timers = 0 if message.automatic else await _timers(session, conversation, decision)
+    outbox_ids = await _auto_replies(session, conversation, message, decision, now, fold_into)
     for note in decision.notifications:
         audit.record(
             session, "rules", "rules.notify", "conversation", conversation.id, **asdict(note)

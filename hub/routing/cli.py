@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hub.adapters.email.normalize import DEFAULT_LIMITS, EmailLimits, parse_email
 from hub.model import InboundAttachment, InboundMessage, ThreadHints
 from hub.routing import ConversationSnapshot, RoutingContext
 from hub.routing.engine import RuleSet
@@ -37,11 +38,23 @@ def _load(rules_dir: Path | str, default_queue: str = "general") -> RuleSet | No
 
 
 def check(rules_dir: Path | str, *, default_queue: str = "general") -> int:
+    """Validation and the folder's rule tests: what the running hub requires before a set goes
+    live, so `ok` here means the hub takes it."""
     errors = check_rules(rules_dir, default_queue=default_queue)
-    _print_errors(errors)
-    if not errors:
-        print(f"{rules_dir}: ok")
-    return 1 if errors else 0
+    if errors:
+        _print_errors(errors)
+        return 1
+    ruleset = _load(rules_dir, default_queue)
+    if ruleset is None:
+        return 1
+    count, failures = run_tests(ruleset)
+    _print_errors(failures)
+    if failures:
+        print(f"{rules_dir}: valid, but {len(failures)} of {count} rule tests failed: "
+              "the hub refuses this set", file=sys.stderr)
+        return 1
+    print(f"{rules_dir}: ok (rules {ruleset.version}, {count} rule tests passed)")
+    return 0
 
 
 def test(rules_dir: Path | str, *, default_queue: str = "general") -> int:
@@ -54,15 +67,12 @@ def test(rules_dir: Path | str, *, default_queue: str = "general") -> int:
     return 1 if failures else 0
 
 
-def read_message(path: Path) -> InboundMessage:
-    """An .eml file (through the email channel's normaliser) or a JSON InboundMessage."""
+def read_message(path: Path, limits: EmailLimits = DEFAULT_LIMITS) -> InboundMessage:
+    """An .eml file (through the email channel's normaliser, with the configured domains and
+    inboxes, so the recipient counts as in production) or a JSON InboundMessage."""
     raw = path.read_bytes()
     if path.suffix.lower() != ".json":
-        try:
-            from hub.adapters.email.normalize import parse_email
-        except ImportError:
-            return _stdlib_email(raw)
-        return parse_email(raw)
+        return parse_email(raw, limits=limits)
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("the JSON file must hold one object (an InboundMessage)")
@@ -82,24 +92,6 @@ def read_message(path: Path) -> InboundMessage:
     return InboundMessage(**data)
 
 
-def _stdlib_email(raw: bytes) -> InboundMessage:
-    from email import policy
-    from email.parser import BytesParser
-    from email.utils import parseaddr
-
-    mail = BytesParser(policy=policy.default).parsebytes(raw)
-    body = mail.get_body(preferencelist=("plain", "html"))
-    text = body.get_content() if body is not None else ""
-    return InboundMessage(
-        channel="email",
-        provider_id=str(mail.get("Message-ID", "explain")),
-        sender=parseaddr(str(mail.get("From", "")))[1].lower(),
-        text=text,
-        subject=str(mail.get("Subject", "")) or None,
-        automatic=str(mail.get("Auto-Submitted", "no")).lower() != "no",
-    )
-
-
 def explain(
     file: Path | str,
     *,
@@ -108,12 +100,14 @@ def explain(
     now: datetime | None = None,
     reply: bool = False,
     default_queue: str = "general",
+    limits: EmailLimits = DEFAULT_LIMITS,
+    live_version: str | None = None,
 ) -> int:
     ruleset = _load(rules_dir, default_queue)
     if ruleset is None:
         return 1
     try:
-        msg = read_message(Path(file))
+        msg = read_message(Path(file), limits)
     except (OSError, ValueError, TypeError) as exc:
         print(f"{file}: cannot read the message: {exc}", file=sys.stderr)
         return 1
@@ -129,8 +123,39 @@ def explain(
     )
     ctx = RoutingContext(message=msg, conversation=conv, contact_id=0, now=now or msg.received_at)
     decision = ruleset.decide(ctx)
+    print(f"explained with rules {ruleset.version} from {rules_dir}", file=sys.stderr)
+    if live_version is not None and live_version != ruleset.version:
+        print(f"warning: the hub is routing with rules {live_version}, not {ruleset.version}: "
+              "this explanation is of the folder as it is now", file=sys.stderr)
     print(to_json(decision) if as_json else to_text(decision))
     return 0
+
+
+def hub_live_version(db_url: str) -> str | None:
+    """The version the hub last put live (it records each one), or None if unknown."""
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+
+    from hub.storage.db import Database
+    from hub.storage.tables import AuditEntry
+
+    database = make_url(db_url).database
+    if db_url.startswith("sqlite") and (not database or not Path(database).exists()):
+        return None  # no hub has run here: nothing to compare with (and no file to create)
+
+    async def read() -> str | None:
+        db = Database(db_url)
+        try:
+            async with db.read() as session:
+                return await session.scalar(
+                    select(AuditEntry.target_id).where(AuditEntry.action == "rules.live")
+                    .order_by(AuditEntry.id.desc()).limit(1))
+        except Exception:  # no database yet, or not migrated: nothing to compare with
+            return None
+        finally:
+            await db.dispose()
+
+    return asyncio.run(read())
 
 
 def replay(
@@ -200,9 +225,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def _cmd_explain(args: argparse.Namespace) -> int:
     path, dq = _dir(args, "rules")
     now = _since(args.now) if args.now else None
-    return explain(
-        args.file, rules_dir=path, as_json=args.json, now=now, reply=args.reply, default_queue=dq
-    )
+    settings = _settings(args)
+    limits = EmailLimits.from_settings(settings.smtp) if settings else DEFAULT_LIMITS
+    live = hub_live_version(settings.database.url) if settings else None
+    return explain(args.file, rules_dir=path, as_json=args.json, now=now, reply=args.reply,
+                   default_queue=dq, limits=limits, live_version=live)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:

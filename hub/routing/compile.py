@@ -1,4 +1,8 @@
-"""Conditions (`when`) -> trees of Python callables, with the field/operator vocabulary.
+"""Conditions (`when`) -> trees of Python callables, and the field vocabulary (`FIELDS`).
+
+`FIELDS` is the one table of condition fields: per field its operators, its builder and what a
+trace shows; "unknown field/operator" messages are generated from it. A new field is one
+`register(FieldSpec(...))`; dotted names (`form.id`) and families (`form.*`) nest in rule files.
 
 No text is ever evaluated: each `field.operator = value` becomes a `Clause` whose test is a
 closure built here. Every clause also knows how to show the value it compared (shortened for
@@ -10,7 +14,7 @@ indexes so that rules which cannot match are never evaluated.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from fnmatch import fnmatchcase
@@ -181,6 +185,46 @@ class Group(Node):
 # --------------------------------------------------------------------------- field vocabulary
 
 Built = tuple[Callable[[Facts], bool], int, Gate | None]  # test, cost, gate
+Builder = Callable[[str, str, Any, Env], Built]  # (field as written, operator, value, env)
+Show = Callable[[str], Callable[[Facts], Any]]  # field as written -> the value a trace shows
+Compiler = Callable[[str, Any, list[str | int], Env, Report], Node | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One condition field: everything compiling, tracing and error messages need to know."""
+
+    name: str  # as in `when.<name>`; dotted for nested fields, `prefix.*` for a family
+    operators: tuple[str, ...]  # listed in that order by "unknown operator" errors
+    build: Builder | None = None  # operator + value -> test, cost, gate (raises Bad)
+    show: Show | None = None  # the compared value in traces, shortened for personal data
+    shorthand: str | None = None  # operator of `when.<name> = value`; default: in (list) / equals
+    compile: Compiler | None = None  # instead of build/show: a value that is one table of options
+
+    def __post_init__(self) -> None:
+        if self.compile is None and (self.build is None or self.show is None):
+            raise TypeError(f"condition field {self.name!r} needs build and show, or compile")
+
+
+FIELDS: dict[str, FieldSpec] = {}  # in the order "unknown condition field" errors list them
+
+
+def register(*specs: FieldSpec) -> None:
+    """Add (or replace) condition fields; the only step a new field needs."""
+    for spec in specs:
+        FIELDS[spec.name] = spec
+
+
+def field_for(name: str) -> FieldSpec | None:
+    """The entry for a field as written: its own, else its family's (`form.email` -> `form.*`)."""
+    spec = FIELDS.get(name)
+    if spec is None and "." in name:
+        spec = FIELDS.get(name.rpartition(".")[0] + ".*")
+    return spec
+
+
+def _has_children(name: str) -> bool:
+    return any(key.startswith(f"{name}.") for key in FIELDS)
 
 
 class Bad(ValueError):
@@ -189,6 +233,17 @@ class Bad(ValueError):
     def __init__(self, message: str, needle: str | None = None) -> None:
         super().__init__(message)
         self.needle = needle
+
+
+def _unknown_op(name: str, op: str) -> Bad:
+    spec = field_for(name)
+    ops = ", ".join(spec.operators) if spec else "?"
+    return Bad(f"unknown operator {op!r} for {name!r}; use one of: {ops}")
+
+
+def _value(read: Callable[[Facts], Any]) -> Show:
+    """For fields whose trace value does not depend on how the field was written."""
+    return lambda _name: read
 
 
 def _strs(value: Any, what: str = "a string or a list of strings") -> list[str]:
@@ -218,19 +273,22 @@ def _int(value: Any) -> int:
 
 
 def _set_ops(
-    get: Callable[[Facts], Any], op: str, values: frozenset[str]
+    get: Callable[[Facts], Any], op: str, values: frozenset[Any]
 ) -> Callable[[Facts], bool]:
     if op in ("equals", "in"):
         return lambda f: get(f) in values
     return lambda f: get(f) not in values
 
 
-def _build_channel(op: str, arg: Any, env: Env) -> Built:
-    values = _strs(arg)
+def _known(values: list[str], allowed: Collection[str], what: str, hint: str) -> frozenset[str]:
     for v in values:
-        if v not in CHANNELS:
-            raise Bad(f"unknown channel {v!r}; channels are {', '.join(CHANNELS)}", v)
-    keys = frozenset(values)
+        if v not in allowed:
+            raise Bad(f"unknown {what} {v!r}; {hint}", v)
+    return frozenset(values)
+
+
+def _build_channel(name: str, op: str, arg: Any, env: Env) -> Built:
+    keys = _known(_strs(arg), CHANNELS, "channel", f"channels are {', '.join(CHANNELS)}")
     gate = Gate("channel", keys) if op in ("equals", "in") else None
     return _set_ops(lambda f: f.msg.channel, op, keys), 1, gate
 
@@ -241,35 +299,41 @@ def _norm_address(value: str, env: Env) -> str:
     return value.lower()
 
 
-def _address_getter(name: str) -> Callable[[Facts], str]:
-    if name == "sender":
-        return lambda f: (f.msg.sender or "").lower()
-    return lambda f: (f.msg.recipient or "").lower()
+def _address(get: Callable[[Facts], str], *, gated: bool = False) -> Builder:
+    """Address operators on `get` (a lower-cased address).
 
+    `gated`: only for the sender, the one address the engine's gate index looks up.
+    """
 
-def _build_address(name: str, op: str, arg: Any, env: Env) -> Built:
-    get = _address_getter(name)
-    if op in ("equals", "in", "not_in"):
-        keys = frozenset(_norm_address(v, env) for v in _strs(arg))
-        gate = Gate("sender", keys) if name == "sender" and op != "not_in" else None
-        return _set_ops(get, op, keys), 2, gate
-    if op in ("in_list", "not_in_list"):
-        lst = env.lists.get(_one_str(arg))
-        if lst is None:
-            raise Bad(f"unknown list {arg!r}; lists are {sorted(env.lists) or 'none'}", arg)
-        if op == "in_list":
-            gate = None
-            if name == "sender" and not lst.keywords:
-                gate = Gate("sender", lst.entries, domains=lst.domains)
+    def build(name: str, op: str, arg: Any, env: Env) -> Built:
+        if op in ("equals", "in", "not_in"):
+            keys = frozenset(_norm_address(v, env) for v in _strs(arg))
+            gate = Gate("sender", keys) if gated and op != "not_in" else None
+            return _set_ops(get, op, keys), 2, gate
+        if op in ("in_list", "not_in_list"):
+            lst = _named_list(arg, env)
+            if op == "not_in_list":
+                return (lambda f: not lst.has_sender(get(f))), 2, None
+            # A keyword entry can match a sender too, and the gate index holds no keywords.
+            use_gate = gated and not lst.keywords
+            gate = Gate("sender", lst.entries, domains=lst.domains) if use_gate else None
             return (lambda f: lst.has_sender(get(f))), 2, gate
-        return (lambda f: not lst.has_sender(get(f))), 2, None
-    if op == "ends_with":
-        suffixes = tuple(v.lower() for v in _strs(arg))
-        return (lambda f: get(f).endswith(suffixes)), 2, None
-    if op == "matches":
-        rx = _regex(_one_str(arg))
-        return (lambda f: rx.search(get(f)) is not None), 4, None
-    raise _unknown_op(name, op)
+        if op == "ends_with":
+            suffixes = tuple(v.lower() for v in _strs(arg))
+            return (lambda f: get(f).endswith(suffixes)), 2, None
+        if op == "matches":
+            rx = _regex(_one_str(arg))
+            return (lambda f: rx.search(get(f)) is not None), 4, None
+        raise _unknown_op(name, op)
+
+    return build
+
+
+def _named_list(arg: Any, env: Env) -> NamedList:
+    lst = env.lists.get(_one_str(arg))
+    if lst is None:
+        raise Bad(f"unknown list {arg!r}; lists are {sorted(env.lists) or 'none'}", arg)
+    return lst
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
@@ -304,6 +368,7 @@ def _keywords(arg: Any, env: Env) -> list[str]:
 
 
 def _build_text(name: str, op: str, arg: Any, env: Env) -> Built:
+    """`name` is subject, text or content: Facts reads and scans each of them."""
     if op in ("contains", "contains_any", "contains_all", "not_contains"):
         words = _keywords(arg, env)
         if op == "contains_all":
@@ -317,31 +382,37 @@ def _build_text(name: str, op: str, arg: Any, env: Env) -> Built:
             return (lambda f: keys.isdisjoint(f.triggers(name))), 3, None
         return (lambda f: not keys.isdisjoint(f.triggers(name))), 3, Gate("text", keys, name)
     if op == "contains_list":
-        lst = env.lists.get(_one_str(arg))
-        if lst is None:
-            raise Bad(f"unknown list {arg!r}; lists are {sorted(env.lists) or 'none'}", arg)
+        lst = _named_list(arg, env)
         keys = lst.keywords | lst.entries
         env.keywords.update(keys)
         return (lambda f: not keys.isdisjoint(f.triggers(name))), 3, Gate("text", keys, name)
     if op in ("matches", "matches_any", "not_matches"):
-        pats = _strs(arg) if op == "matches_any" else [_one_str(arg)]
-        tests = [_regex_test(name, p) for p in pats]
-        fns = [t for t, _ in tests]
-        trigs = [tr for _, tr in tests]
-        for tr in trigs:
-            env.keywords.update(tr or ())
-        if op == "not_matches":
-            return (lambda f: not fns[0](f)), 5, None
-        gate = None
-        if all(trigs):
-            gate = Gate("text", frozenset().union(*trigs), name)  # type: ignore[arg-type]
-        if len(fns) == 1:
-            return fns[0], 5, gate
-        return (lambda f: any(fn(f) for fn in fns)), 5, gate
+        return _build_regex_text(name, op, arg, env)
     raise _unknown_op(name, op)
 
 
-def _build_language(op: str, arg: Any, env: Env) -> Built:
+def _build_regex_text(name: str, op: str, arg: Any, env: Env) -> Built:
+    pats = _strs(arg) if op == "matches_any" else [_one_str(arg)]
+    tests = [_regex_test(name, p) for p in pats]
+    fns = [t for t, _ in tests]
+    trigs = [tr for _, tr in tests]
+    for tr in trigs:
+        env.keywords.update(tr or ())
+    if op == "not_matches":
+        return (lambda f: not fns[0](f)), 5, None
+    gate = None
+    if all(trigs):
+        gate = Gate("text", frozenset().union(*trigs), name)  # type: ignore[arg-type]
+    if len(fns) == 1:
+        return fns[0], 5, gate
+    return (lambda f: any(fn(f) for fn in fns)), 5, gate
+
+
+def _show_text(name: str) -> Callable[[Facts], Any]:
+    return lambda f: redact.text(f.raw(name))
+
+
+def _build_language(name: str, op: str, arg: Any, env: Env) -> Built:
     codes = [c.lower() for c in _strs(arg)]
     for c in codes:
         if len(c) != 2 or not supported(c):
@@ -350,7 +421,7 @@ def _build_language(op: str, arg: Any, env: Env) -> Built:
     return _set_ops(lambda f: f.language(), op, frozenset(codes)), 50, None
 
 
-def _build_calendar(op: str, arg: Any, env: Env) -> Built:
+def _build_calendar(name: str, op: str, arg: Any, env: Env) -> Built:
     cal = env.calendars.get(_one_str(arg))
     if cal is None:
         raise Bad(f"unknown calendar {arg!r}; calendars are {sorted(env.calendars) or 'none'}", arg)
@@ -358,22 +429,20 @@ def _build_calendar(op: str, arg: Any, env: Env) -> Built:
         return (lambda f: cal.is_open(f.ctx.now)), 4, None
     if op == "outside":
         return (lambda f: not cal.is_open(f.ctx.now)), 4, None
-    raise _unknown_op("calendar", op)
+    raise _unknown_op(name, op)
 
 
-def _build_weekday(op: str, arg: Any, env: Env) -> Built:
+def _build_weekday(name: str, op: str, arg: Any, env: Env) -> Built:
     days = [d.lower()[:3] for d in _strs(arg)]
     for d in days:
         if d not in WEEKDAYS:
             raise Bad(f"unknown weekday {d!r}; use {', '.join(WEEKDAYS)}", d)
     nums = frozenset(WEEKDAYS.index(d) for d in days)
     tz = env.timezone
-    return _set_ops(lambda f: f.local(tz).weekday(), op, nums), 2, None  # type: ignore[arg-type]
+    return _set_ops(lambda f: f.local(tz).weekday(), op, nums), 2, None
 
 
-def _build_time(op: str, arg: Any, env: Env) -> Built:
-    if op not in ("between", "not_between"):
-        raise _unknown_op("time", op)
+def _build_time(name: str, op: str, arg: Any, env: Env) -> Built:
     if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(a, str) for a in arg)):
         raise Bad('expected ["HH:MM", "HH:MM"]')
     try:
@@ -392,40 +461,45 @@ def _build_time(op: str, arg: Any, env: Env) -> Built:
     return (lambda f: not inside(f)), 2, None
 
 
-def _build_flag(name: str, op: str, arg: Any, env: Env) -> Built:
-    if op != "equals":
-        raise _unknown_op(name, op)
+def _build_new_conversation(name: str, op: str, arg: Any, env: Env) -> Built:
     want = _bool(arg)
-    if name == "new_conversation":
-        return (lambda f: f.ctx.conversation.is_new is want), 1, None
+    return (lambda f: f.ctx.conversation.is_new is want), 1, None
+
+
+def _build_automatic(name: str, op: str, arg: Any, env: Env) -> Built:
+    want = _bool(arg)
     return (lambda f: f.msg.automatic is want), 1, None
 
 
-def _build_state(name: str, op: str, arg: Any, env: Env) -> Built:
-    values = _strs(arg)
-    if name == "status":
-        for v in values:
-            if v not in STATUSES:
-                raise Bad(f"unknown status {v!r}; statuses are {', '.join(STATUSES)}", v)
-    elif name == "queue":
-        for v in values:
-            if v not in env.queues:
-                raise Bad(f"unknown queue {v!r}; declare it in queues.toml", v)
-    elif name == "priority":
-        for v in values:
-            if v not in PRIORITY_RANK:
-                raise Bad(f"unknown priority {v!r}; priorities are {', '.join(PRIORITY_RANK)}", v)
-        if op in ("at_least", "at_most"):
-            rank = PRIORITY_RANK[_one_str(arg)]
-            if op == "at_least":
-                return (lambda f: PRIORITY_RANK[f.snap.priority] >= rank), 1, None
-            return (lambda f: PRIORITY_RANK[f.snap.priority] <= rank), 1, None
-    if op not in ("equals", "in", "not_in"):
-        raise _unknown_op(name, op)
-    return _set_ops(lambda f: getattr(f.snap, name), op, frozenset(values)), 1, None
+def _build_status(name: str, op: str, arg: Any, env: Env) -> Built:
+    values = _known(_strs(arg), STATUSES, "status", f"statuses are {', '.join(STATUSES)}")
+    return _set_ops(lambda f: f.snap.status, op, values), 1, None
 
 
-def _build_tags(op: str, arg: Any, env: Env) -> Built:
+def _build_queue(name: str, op: str, arg: Any, env: Env) -> Built:
+    values = _known(_strs(arg), env.queues, "queue", "declare it in queues.toml")
+    return _set_ops(lambda f: f.snap.queue, op, values), 1, None
+
+
+def _build_inbox(name: str, op: str, arg: Any, env: Env) -> Built:
+    """The queue of the address it was sent to (`[smtp] inboxes`), e.g. roads@ -> "roads"."""
+    values = _known(_strs(arg), env.queues, "queue", "declare it in queues.toml")
+    return _set_ops(lambda f: f.msg.inbox_queue, op, values), 1, None
+
+
+def _build_priority(name: str, op: str, arg: Any, env: Env) -> Built:
+    hint = f"priorities are {', '.join(PRIORITY_RANK)}"
+    values = _known(_strs(arg), PRIORITY_RANK, "priority", hint)
+    if op == "at_least":
+        rank = PRIORITY_RANK[_one_str(arg)]
+        return (lambda f: PRIORITY_RANK[f.snap.priority] >= rank), 1, None
+    if op == "at_most":
+        rank = PRIORITY_RANK[_one_str(arg)]
+        return (lambda f: PRIORITY_RANK[f.snap.priority] <= rank), 1, None
+    return _set_ops(lambda f: f.snap.priority, op, values), 1, None
+
+
+def _build_tags(name: str, op: str, arg: Any, env: Env) -> Built:
     tags = frozenset(_strs(arg))
     if op in ("has", "has_any"):
         return (lambda f: not tags.isdisjoint(f.snap.tags)), 1, None
@@ -433,7 +507,7 @@ def _build_tags(op: str, arg: Any, env: Env) -> Built:
         return (lambda f: tags <= f.snap.tags), 1, None
     if op == "has_none":
         return (lambda f: tags.isdisjoint(f.snap.tags)), 1, None
-    raise _unknown_op("tags", op)
+    raise _unknown_op(name, op)
 
 
 _CMP: dict[str, Callable[[int, int], bool]] = {
@@ -445,12 +519,12 @@ _CMP: dict[str, Callable[[int, int], bool]] = {
 }
 
 
-def _build_attachments(name: str, op: str, arg: Any, env: Env) -> Built:
-    if name == "attachment_count":
-        if op not in _CMP:
-            raise _unknown_op(name, op)
-        n, cmp = _int(arg), _CMP[op]
-        return (lambda f: cmp(len(f.msg.attachments), n)), 1, None
+def _build_attachment_count(name: str, op: str, arg: Any, env: Env) -> Built:
+    n, cmp = _int(arg), _CMP[op]
+    return (lambda f: cmp(len(f.msg.attachments), n)), 1, None
+
+
+def _build_attachment_type(name: str, op: str, arg: Any, env: Env) -> Built:
     pats = [p.lower() for p in _strs(arg)]
 
     def any_match(f: Facts) -> bool:
@@ -458,16 +532,41 @@ def _build_attachments(name: str, op: str, arg: Any, env: Env) -> Built:
 
     if op == "in":
         return any_match, 2, None
-    if op == "not_in":
-        return (lambda f: not any_match(f)), 2, None
-    raise _unknown_op(name, op)
+    return (lambda f: not any_match(f)), 2, None
 
 
-def _unknown_op(name: str, op: str) -> Bad:
-    ops = ", ".join(OPERATORS[name]) if name in OPERATORS else "?"
-    return Bad(f"unknown operator {op!r} for {name!r}; use one of: {ops}")
+_RECENT_OPTIONS = ("days", "at_least", "at_most")
 
 
+def _compile_recent(
+    name: str, spec: Any, path: list[str | int], env: Env, report: Report
+) -> Node | None:
+    """`{ days = 7, at_least = 3 }`: one test of several options, not one test per operator."""
+    if not isinstance(spec, dict) or "days" not in spec:
+        report(path, f"{name} needs {{ days = N, at_least = M }} (or at_most)", None)
+        return None
+    unknown = sorted(set(spec) - set(_RECENT_OPTIONS))
+    if unknown:
+        report([*path, unknown[0]], str(_unknown_op(name, unknown[0])), None)
+        return None
+    try:
+        days = _int(spec["days"])
+        low = _int(spec.get("at_least", 0))
+        high = _int(spec["at_most"]) if "at_most" in spec else None
+    except Bad as exc:
+        report(path, str(exc), None)
+        return None
+    env.history_days = max(env.history_days, days)
+
+    def test(f: Facts) -> bool:
+        n = f.recent(days)
+        return n >= low and (high is None or n <= high)
+
+    return Clause(name, spec, test, lambda f: f.recent(days), 2, None)
+
+
+_SET = ("equals", "in", "not_in")
+_ADDR_OPS = (*_SET, "in_list", "not_in_list", "ends_with", "matches")
 _TEXT_OPS = (
     "contains",
     "contains_any",
@@ -478,93 +577,100 @@ _TEXT_OPS = (
     "matches_any",
     "not_matches",
 )
-_ADDR_OPS = ("equals", "in", "not_in", "in_list", "not_in_list", "ends_with", "matches")
-OPERATORS: dict[str, tuple[str, ...]] = {
-    "channel": ("equals", "in", "not_in"),
-    "sender": _ADDR_OPS,
-    "recipient": _ADDR_OPS,
-    "subject": _TEXT_OPS,
-    "text": _TEXT_OPS,
-    "content": _TEXT_OPS,
-    "language": ("equals", "in", "not_in"),
-    "calendar": ("within", "outside"),
-    "weekday": ("in", "not_in"),
-    "time": ("between", "not_between"),
-    "new_conversation": ("equals",),
-    "automatic": ("equals",),
-    "status": ("equals", "in", "not_in"),
-    "queue": ("equals", "in", "not_in"),
-    "priority": ("equals", "in", "not_in", "at_least", "at_most"),
-    "tags": ("has", "has_any", "has_all", "has_none"),
-    "attachment_count": ("equals", "gte", "lte", "gt", "lt"),
-    "attachment_type": ("in", "not_in"),
-    "recent_messages": ("days", "at_least", "at_most"),
-}
-SHORTHAND = {name: "contains" for name in TEXT_FIELDS} | {"weekday": "in", "attachment_type": "in"}
 
-
-def _build(name: str, op: str, arg: Any, env: Env) -> Built:
-    if op not in OPERATORS[name]:
-        raise _unknown_op(name, op)
-    if name == "channel":
-        return _build_channel(op, arg, env)
-    if name in ("sender", "recipient"):
-        return _build_address(name, op, arg, env)
-    if name in TEXT_FIELDS:
-        return _build_text(name, op, arg, env)
-    if name == "language":
-        return _build_language(op, arg, env)
-    if name == "calendar":
-        return _build_calendar(op, arg, env)
-    if name == "weekday":
-        return _build_weekday(op, arg, env)
-    if name == "time":
-        return _build_time(op, arg, env)
-    if name in ("new_conversation", "automatic"):
-        return _build_flag(name, op, arg, env)
-    if name in ("status", "queue", "priority"):
-        return _build_state(name, op, arg, env)
-    if name == "tags":
-        return _build_tags(op, arg, env)
-    return _build_attachments(name, op, arg, env)
-
-
-def _show(name: str) -> Callable[[Facts], Any]:
-    """The compared value for the trace, shortened when it is personal data."""
-    if name in TEXT_FIELDS:
-        return lambda f: redact.text(f.raw(name))
-    if name in ("sender", "recipient"):
-        return lambda f: redact.identity(getattr(f.msg, name))
-    simple: dict[str, Callable[[Facts], Any]] = {
-        "channel": lambda f: f.msg.channel,
-        "language": lambda f: f.language(),
-        "calendar": lambda f: f.ctx.now.isoformat(),
-        "weekday": lambda f: WEEKDAYS[f.local(f.env.timezone).weekday()],
-        "time": lambda f: f.local(f.env.timezone).strftime("%H:%M"),
-        "new_conversation": lambda f: f.ctx.conversation.is_new,
-        "automatic": lambda f: f.msg.automatic,
-        "status": lambda f: f.snap.status,
-        "queue": lambda f: f.snap.queue,
-        "priority": lambda f: f.snap.priority,
-        "tags": lambda f: sorted(f.snap.tags),
-        "attachment_count": lambda f: len(f.msg.attachments),
-        "attachment_type": lambda f: [a.content_type for a in f.msg.attachments],
-    }
-    return simple[name]
+register(
+    FieldSpec("channel", _SET, _build_channel, _value(lambda f: f.msg.channel)),
+    FieldSpec(
+        "sender",
+        _ADDR_OPS,
+        _address(lambda f: (f.msg.sender or "").lower(), gated=True),
+        _value(lambda f: redact.identity(f.msg.sender)),
+    ),
+    FieldSpec(
+        "recipient",
+        _ADDR_OPS,
+        _address(lambda f: (f.msg.recipient or "").lower()),
+        _value(lambda f: redact.identity(f.msg.recipient)),
+    ),
+    *(FieldSpec(n, _TEXT_OPS, _build_text, _show_text, "contains") for n in TEXT_FIELDS),
+    FieldSpec("language", _SET, _build_language, _value(lambda f: f.language())),
+    FieldSpec(
+        "calendar", ("within", "outside"), _build_calendar, _value(lambda f: f.ctx.now.isoformat())
+    ),
+    FieldSpec(
+        "weekday",
+        ("in", "not_in"),
+        _build_weekday,
+        _value(lambda f: WEEKDAYS[f.local(f.env.timezone).weekday()]),
+        "in",
+    ),
+    FieldSpec(
+        "time",
+        ("between", "not_between"),
+        _build_time,
+        _value(lambda f: f.local(f.env.timezone).strftime("%H:%M")),
+    ),
+    FieldSpec(
+        "new_conversation",
+        ("equals",),
+        _build_new_conversation,
+        _value(lambda f: f.ctx.conversation.is_new),
+    ),
+    FieldSpec("automatic", ("equals",), _build_automatic, _value(lambda f: f.msg.automatic)),
+    FieldSpec("status", _SET, _build_status, _value(lambda f: f.snap.status)),
+    FieldSpec("queue", _SET, _build_queue, _value(lambda f: f.snap.queue)),
+    FieldSpec("inbox", _SET, _build_inbox, _value(lambda f: f.msg.inbox_queue)),
+    FieldSpec(
+        "priority",
+        (*_SET, "at_least", "at_most"),
+        _build_priority,
+        _value(lambda f: f.snap.priority),
+    ),
+    FieldSpec(
+        "tags",
+        ("has", "has_any", "has_all", "has_none"),
+        _build_tags,
+        _value(lambda f: sorted(f.snap.tags)),
+    ),
+    FieldSpec(
+        "attachment_count",
+        tuple(_CMP),
+        _build_attachment_count,
+        _value(lambda f: len(f.msg.attachments)),
+    ),
+    FieldSpec(
+        "attachment_type",
+        ("in", "not_in"),
+        _build_attachment_type,
+        _value(lambda f: [a.content_type for a in f.msg.attachments]),
+        "in",
+    ),
+    FieldSpec("recent_messages", _RECENT_OPTIONS, compile=_compile_recent),
+)
 
 
 # --------------------------------------------------------------------------- when -> tree
 
+_GROUPS = ("all", "any", "not")
+
 
 def compile_when(when: Any, path: list[str | int], env: Env, report: Report) -> Group:
     """A `when` table -> an `all` group (empty: matches everything)."""
-    children: list[Node] = []
     if not isinstance(when, dict):
         report(path, "expected a table of conditions", None)
         return Group("all", [])
-    for name, spec in when.items():
-        node = _compile_item(name, spec, [*path, name], env, report)
-        if isinstance(node, Group) and node.kind == "all" and name not in ("all", "any", "not"):
+    return _all_of(when, "", path, env, report)
+
+
+def _all_of(
+    items: dict[str, Any], prefix: str, path: list[str | int], env: Env, report: Report
+) -> Group:
+    """The conditions of one table (`prefix` names its parent for nested fields)."""
+    children: list[Node] = []
+    for key, spec in items.items():
+        name = f"{prefix}{key}"
+        node = _compile_item(name, spec, [*path, key], env, report)
+        if isinstance(node, Group) and node.kind == "all" and name not in _GROUPS:
             children.extend(node.children)  # several operators on one field: flatten, keep gates
         elif node is not None:
             children.append(node)
@@ -584,61 +690,44 @@ def _compile_item(
     if name == "not":
         inner = compile_when(spec, path, env, report)
         return Group("not", [inner], cost=inner.cost)
-    if name not in OPERATORS:
-        report(
-            path,
-            f"unknown condition field {name!r}; fields are: {', '.join(OPERATORS)}, any, all, not",
-            None,
-        )
+    field_spec = field_for(name)
+    if field_spec is None:
+        if isinstance(spec, dict) and _has_children(name):
+            return _all_of(spec, f"{name}.", path, env, report)
+        fields = ", ".join(FIELDS)
+        report(path, f"unknown condition field {name!r}; fields are: {fields}, any, all, not", None)
         return None
-    if name == "recent_messages":
-        return _compile_recent(spec, path, env, report)
-    ops = spec if isinstance(spec, dict) else {_shorthand(name, spec): spec}
+    if field_spec.compile is not None:
+        return field_spec.compile(name, spec, path, env, report)
+    return _compile_ops(field_spec, name, spec, path, env, report)
+
+
+def _compile_ops(
+    fs: FieldSpec, name: str, spec: Any, path: list[str | int], env: Env, report: Report
+) -> Node | None:
+    """`when.<name>.<op> = value` (or the shorthand `when.<name> = value`) -> clauses."""
+    assert fs.build is not None and fs.show is not None  # FieldSpec.__post_init__ checked it
+    ops = spec if isinstance(spec, dict) else {_shorthand(fs, spec): spec}
+    show = fs.show(name)
     nodes: list[Node] = []
     for op, arg in ops.items():
         try:
-            test, cost, gate = _build(name, op, arg, env)
+            if op not in fs.operators:
+                raise _unknown_op(name, op)
+            test, cost, gate = fs.build(name, op, arg, env)
         except Bad as exc:
             report([*path, op], str(exc), exc.needle)
             continue
-        nodes.append(Clause(f"{name}.{op}", arg, test, _show(name), cost, gate))
+        nodes.append(Clause(f"{name}.{op}", arg, test, show, cost, gate))
     if len(nodes) == 1:
         return nodes[0]
     return Group("all", nodes, cost=sum(n.cost for n in nodes)) if nodes else None
 
 
-def _shorthand(name: str, value: Any) -> str:
-    if name in SHORTHAND:
-        return SHORTHAND[name]
+def _shorthand(fs: FieldSpec, value: Any) -> str:
+    if fs.shorthand is not None:
+        return fs.shorthand
     return "in" if isinstance(value, list) else "equals"
-
-
-def _compile_recent(spec: Any, path: list[str | int], env: Env, report: Report) -> Node | None:
-    if not isinstance(spec, dict) or "days" not in spec:
-        report(path, "recent_messages needs { days = N, at_least = M } (or at_most)", None)
-        return None
-    unknown = set(spec) - set(OPERATORS["recent_messages"])
-    if unknown:
-        report(
-            [*path, sorted(unknown)[0]],
-            _unknown_op("recent_messages", sorted(unknown)[0]).args[0],
-            None,
-        )
-        return None
-    try:
-        days = _int(spec["days"])
-        low = _int(spec.get("at_least", 0))
-        high = _int(spec["at_most"]) if "at_most" in spec else None
-    except Bad as exc:
-        report(path, str(exc), None)
-        return None
-    env.history_days = max(env.history_days, days)
-
-    def test(f: Facts) -> bool:
-        n = f.recent(days)
-        return n >= low and (high is None or n <= high)
-
-    return Clause("recent_messages", spec, test, lambda f: f.recent(days), 2, None)
 
 
 def choose_gate(tree: Group) -> Gate | None:

@@ -244,6 +244,10 @@ class RuleSet:
     def uses_once_per(self) -> bool:
         return self._uses_once_per
 
+    @property
+    def default_queue_name(self) -> str:
+        return self.default_queue
+
     # ------------------------------------------------------------------ decide
 
     def decide(self, ctx: RoutingContext) -> RoutingDecision:
@@ -313,6 +317,19 @@ class RuleSet:
         merge = _PhaseMerge(st, entries)
         for rule in matched:
             merge.apply(rule)
+        if phase == "route" and (not matched or matched[-1].default):
+            self._inbox_default(f, st, trace)
+
+    def _inbox_default(self, f: Facts, st: _State, trace: list[dict[str, Any]]) -> None:
+        """Where no rule of its own routed it, mail to an inbox (`[smtp] inboxes`) goes to that
+        inbox's queue rather than the default route: an input of the rules, in the trace."""
+        inbox = f.msg.inbox_queue
+        if not inbox or inbox not in self.queues:
+            return
+        st.queue, st.routed = inbox, True
+        trace.append({"rule": "inbox", "phase": "route", "matched": True,
+                      "note": "no route rule of its own: the inbox it was sent to decides",
+                      "actions": {"queue": inbox}})
 
     # ------------------------------------------------------------------ finish
 
@@ -374,11 +391,8 @@ class RuleSet:
                 done["auto_reply"] = f"suppressed: {why}"
                 trace.append({"rule": rule.id, "guard": why})
                 continue
-            rendered = self.templates.render(
-                spec.template,
-                f.language(),
-                {**variables, "rule": rule.id, "language": f.language()},
-            )
+            values = {**variables, "rule": rule.id, "language": f.language()}
+            rendered = self.templates.render(spec.template, f.language(), values)
             out.append(
                 AutoReply(
                     rule_id=rule.id,
@@ -388,6 +402,7 @@ class RuleSet:
                     body=rendered.body,
                     once_per_key=key,
                     once_per_seconds=rule.once_per_minutes * 60,
+                    variables=values,
                 )
             )
             done["auto_reply"] = f"{spec.template} ({rendered.language})"

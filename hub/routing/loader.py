@@ -110,6 +110,7 @@ class _Loader:
         self.lists: dict[str, NamedList] = {}
         self.rules: list[Rule] = []
         self.first_rule_file: str | None = None
+        self.unreadable = False  # a file that is not TOML: its rules are unknown
 
     def disp(self, path: Path) -> str:
         return f"{self.root.as_posix().rstrip('/')}/{path.relative_to(self.root).as_posix()}"
@@ -129,6 +130,7 @@ class _Loader:
             return tomllib.loads(text), LineFinder(text)
         except tomllib.TOMLDecodeError as exc:
             self.err(self.disp(path), _toml_line(exc), f"not valid TOML: {exc}")
+            self.unreadable = True
             return None
 
     def model(self, cls: type[BaseModel], data: Any, report: Reporter) -> Any:
@@ -430,7 +432,8 @@ class _Loader:
             (r for r in self.rules if r.phase == "route"), key=lambda r: (r.default, r.order)
         )
         defaults = [r for r in route if r.default]
-        if self.rules and not defaults:
+        # A file that is not TOML may hold the default rule: say only what is really wrong.
+        if self.rules and not defaults and not self.unreadable:
             where = _split_source(self.rules[0].source)[0]
             self.err(
                 where,

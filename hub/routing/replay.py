@@ -52,7 +52,8 @@ class ReplayResult:
         return out
 
 
-def _message(row: Message, conv: Conversation, types: list[str]) -> InboundMessage:
+def as_inbound(row: Message, types: list[str]) -> InboundMessage:
+    """A stored inbound message as the rules saw it (attachments by content type only)."""
     return InboundMessage(
         channel=row.channel,
         provider_id=row.provider_id or str(row.id),
@@ -64,6 +65,7 @@ def _message(row: Message, conv: Conversation, types: list[str]) -> InboundMessa
         language=row.language,
         received_at=row.received_at or row.created_at,
         attachments=tuple(InboundAttachment(f"a{i}", t, b"") for i, t in enumerate(types)),
+        inbox_queue=(row.meta or {}).get("inbox_queue"),
     )
 
 
@@ -170,7 +172,7 @@ async def _one(
     types: list[str],
     result: ReplayResult,
 ) -> None:
-    msg = _message(message, conv, types)
+    msg = as_inbound(message, types)
     snapshot = ConversationSnapshot(
         id=conv.id,
         is_new=True,

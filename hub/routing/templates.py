@@ -19,7 +19,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from hub.routing.errors import RuleError
 
 VARIABLES = frozenset(
-    {"reference", "subject", "sender_name", "channel", "queue", "rule", "language", "received_at"}
+    {"reference", "subject", "sender_name", "channel", "queue", "rule", "language", "received_at",
+     # set when an auto-reply's text goes inside the acknowledgment, and that text there
+     "embedded", "notices"}
 )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,9 @@ class RuleReloader:
         self.default_queue = default_queue
         self.current: RuleSet | None = None
         self.errors: list[RuleError] = []
+        self.loaded_at: datetime | None = None
+        self.refused: tuple[datetime, list[RuleError]] | None = None  # the latest refusal
+        self.on_live: Callable[[str], Awaitable[object]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._fallback = DefaultQueueRouter(default_queue)
 
@@ -90,6 +95,7 @@ class RuleReloader:
         ruleset, errors = self.candidate()
         if ruleset is None:
             self.errors = errors
+            self.refused = (datetime.now(UTC), errors)
             RELOADS.labels("refused").inc()
             RULES_ERRORS.set(len(errors))
             for e in errors:
@@ -99,6 +105,7 @@ class RuleReloader:
             with contextlib.suppress(KeyError):
                 RULES_INFO.remove(self.current.version)
         self.current, self.errors = ruleset, []  # the atomic swap
+        self.loaded_at = datetime.now(UTC)
         RELOADS.labels("ok").inc()
         RULES_ERRORS.set(0)
         RULES_INFO.labels(ruleset.version).set(1)
@@ -106,7 +113,11 @@ class RuleReloader:
         return True
 
     async def reload_async(self) -> bool:
-        return await asyncio.to_thread(self.reload)
+        before = self.current
+        live = await asyncio.to_thread(self.reload)
+        if live and self.current is not before and self.on_live is not None:
+            await self.on_live(self.version)
+        return live
 
     # -- watching
 
@@ -131,9 +142,15 @@ class RuleReloader:
                 log.exception("rules reload failed unexpectedly; old rules stay live")
 
     def status(self) -> dict[str, Any]:
-        """For the API: what is live and why the latest change was refused."""
+        """For the API: what is live, since when, and the latest refused change with its errors."""
+        refused = None
+        if self.refused is not None:
+            at, errors = self.refused
+            refused = {"at": at, "errors": [str(e) for e in errors]}
         return {
             "version": self.current.version if self.current else None,
+            "loaded_at": self.loaded_at,
             "rules_dir": str(self.rules_dir),
             "errors": [str(e) for e in self.errors],
+            "last_refused": refused,
         }

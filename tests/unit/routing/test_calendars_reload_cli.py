@@ -127,9 +127,9 @@ async def test_watcher_picks_up_changes(tmp_path: Path) -> None:
     assert reloader.reload()
     await reloader.start()
     try:
-        await asyncio.sleep(0.3)
-        (root / "roads.toml").write_text(ROADS.format(q="waste"))
+        # No fixed wait for the watcher to be up: the change is written again until it is seen.
         for _ in range(100):
+            (root / "roads.toml").write_text(ROADS.format(q="waste"))
             if reloader.decide(ctx("pothole")).queue == "waste":
                 break
             await asyncio.sleep(0.1)
