@@ -24,8 +24,19 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    delete,
+    event,
+    insert,
+    inspect,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    deferred,
+    mapped_column,
+    relationship,
+)
 
 from hub.model import utcnow
 from hub.storage.bounded import BoundedString, CleanJSON, CleanText, KeyString
@@ -132,6 +143,8 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_queue_status_last", "queue", "status", "last_message_at"),
         Index("ix_conversations_contact_channel", "contact_id", "channel"),
+        Index("ix_conversations_assignee_last", "assignee_id", "last_message_at"),
+        Index("ix_conversations_spam_last", "spam", "last_message_at"),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
@@ -153,6 +166,44 @@ class Conversation(Base):
     last_inbound_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+
+
+class ConversationTag(Base):
+    """The conversation's tags, one row each, so a tag filter is an index look-up; kept equal
+    to `Conversation.tags` on every flush (see `_sync_tags`)."""
+
+    __tablename__ = "conversation_tags"
+    __table_args__ = (Index("ix_conversation_tags_tag", "tag", "conversation_id"),)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(BoundedString(64), primary_key=True)
+
+
+@event.listens_for(Session, "before_flush")
+def _sync_tags(session: Session, _context: Any, _instances: Any) -> None:
+    """Whoever changes a conversation's tags (rules, staff, a migration script), the tag rows
+    follow in the same flush."""
+    for conversation in list(session.dirty) + list(session.new):
+        if not isinstance(conversation, Conversation):
+            continue
+        if conversation in session.new or inspect(conversation).attrs.tags.history.has_changes():
+            session.info.setdefault(_TAGS_PENDING, set()).add(conversation)
+
+
+@event.listens_for(Session, "after_flush")
+def _write_tags(session: Session, _context: Any) -> None:
+    pending: set[Conversation] = session.info.pop(_TAGS_PENDING, set())
+    for conversation in pending:
+        connection = session.connection()
+        connection.execute(delete(ConversationTag).where(
+            ConversationTag.conversation_id == conversation.id))
+        tags = list(dict.fromkeys(str(t) for t in conversation.tags or ()))
+        if tags:
+            connection.execute(insert(ConversationTag), [
+                {"conversation_id": conversation.id, "tag": tag} for tag in tags])
+
+
+_TAGS_PENDING = "hub.pending_tags"
 
 
 class Message(Base):
