@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,25 +25,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import metrics
 from hub.acknowledge import Acknowledger
+from hub.adapters.base import Unavailable
 from hub.events import Event, EventBus
 from hub.identities import InvalidAddress, normalize_address
 from hub.model import (
     Accepted,
     ConversationStatus,
-    DeliveryStatus,
+    DeliveryReport,
     Direction,
     InboundMessage,
     utcnow,
 )
 from hub.routing import (
+    AutoReply,
     ConversationSnapshot,
     DefaultQueueRouter,
     Router,
     RoutingContext,
 )
 from hub.routing.apply import apply_decision
+from hub.routing.replay import as_inbound
 from hub.sanitize import sanitize_html
-from hub.status import record_status
+from hub.status import apply_report
 from hub.storage.blobs import BlobStore
 from hub.storage.db import Database
 from hub.storage.errors import is_transient
@@ -60,10 +63,11 @@ from hub.tokens import new_reference, verify_reply_token
 
 log = logging.getLogger(__name__)
 
+ANOTHER_SENDER = "another_sender"
 LIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
 
 
-class IntakeUnavailable(Exception):
+class IntakeUnavailable(Unavailable):
     """The message could not be committed; the channel must make the sender retry (451, 5xx)."""
 
 
@@ -178,14 +182,18 @@ class Intake:
 
     async def _store(self, session: AsyncSession, msg: InboundMessage,
                      blob_ids: list[str]) -> _Stored:
-        report = msg.meta.get("delivery_report") if msg.meta else None
-        if report:
+        report = msg.delivery_report
+        if report is not None:
             bounced = await self._store_delivery_report(session, msg, report)
             if bounced is not None:
                 return bounced
         contact_id = await self._contact_for(session, msg)
         conversation, rule, is_new = await self._thread(session, msg, contact_id)
         message = _message_row(msg, conversation.id, rule)
+        if conversation.contact_id != contact_id:
+            # Joined by our own thread keys or a signed token, yet written by someone else (a
+            # neighbour forwarding our reply): kept in the conversation, and said so to staff.
+            message.flags = [*message.flags, ANOTHER_SENDER]
         session.add(message)
         await session.flush()
         for attachment, sha in zip(msg.attachments, blob_ids, strict=True):
@@ -197,32 +205,22 @@ class Intake:
         _touch(conversation, msg)
         if report and is_new:
             # A bounce of nothing we sent: kept for the record, never in anybody's open work.
-            _file_unmatched_report(conversation, self._default_queue(self._router()))
+            _file_unmatched_report(conversation, self._router().default_queue_name)
             outbox_ids: list[int] = []
         else:
-            outbox_ids = await self._route(session, msg, conversation, message, contact_id, is_new)
-        if is_new and self._ack is not None and not msg.automatic and not conversation.spam:
-            outbox_ids += await self._ack.acknowledge(session, conversation, msg)
+            outbox_ids = await self._route_and_acknowledge(session, msg, conversation, message,
+                                                           contact_id, is_new)
         await session.flush()
         accepted = Accepted(message_id=message.id, conversation_id=conversation.id,
                             reference=conversation.reference, new_conversation=is_new)
         return _Stored(accepted, outbox_ids, conversation.queue)
 
     async def _store_delivery_report(self, session: AsyncSession, msg: InboundMessage,
-                                     report: dict[str, object]) -> _Stored | None:
+                                     report: DeliveryReport) -> _Stored | None:
         """A bounce of one of our messages: mark it, keep the report in that conversation."""
-        refs = [str(r) for r in (report.get("refers_to") or [])]  # type: ignore[attr-defined]
-        if not refs:
-            return None
-        original = await session.scalar(
-            select(Message).where(Message.channel == msg.channel,
-                                  Message.direction == Direction.OUTBOUND.value,
-                                  Message.thread_key.in_(refs)).limit(1))
+        original = await apply_report(session, msg.channel, report)
         if original is None:
             return None
-        status = str(report.get("status") or DeliveryStatus.BOUNCED.value)
-        await record_status(session, original, status,
-                            detail=str(report.get("diagnostic") or "")[:2000] or None)
         conversation = await session.get_one(Conversation, original.conversation_id)
         message = _message_row(msg, conversation.id, "delivery_report")
         session.add(message)
@@ -270,6 +268,8 @@ class Intake:
             found, rule = await _latest(session, msg.channel, contact_id), "latest"
         now = msg.received_at
         if found is not None and self._can_continue(found, now):
+            if msg.automatic:
+                return found, rule, False  # kept with the conversation; it changes nothing
             if found.status == ConversationStatus.RESOLVED.value:
                 found.status = ConversationStatus.OPEN.value
                 found.resolved_at = None
@@ -294,8 +294,38 @@ class Intake:
             return now - resolved_at <= self._reopen_window
         return False
 
+    async def _route_and_acknowledge(self, session: AsyncSession, msg: InboundMessage,
+                                     conversation: Conversation, message: Message,
+                                     contact_id: int, is_new: bool) -> list[int]:
+        ack_due = is_new and self._ack is not None and self._ack.applies(msg)
+        folded: list[AutoReply] | None = [] if ack_due else None
+        outbox_ids = await self._route(session, msg, conversation, message, contact_id, is_new,
+                                       folded)
+        if ack_due and self._ack is not None and not conversation.spam:
+            outbox_ids += await self._ack.acknowledge(session, conversation, msg, folded or ())
+        return outbox_ids
+
+    async def reroute(self, session: AsyncSession, conversation: Conversation) -> list[int]:
+        """Route a conversation again as if its first message had just arrived ("not spam"):
+        rules, queue, timers and the acknowledgment, in the caller's transaction. Returns the
+        outbox ids to hand to the jobs after the commit."""
+        first = await session.scalar(
+            select(Message).where(Message.conversation_id == conversation.id,
+                                  Message.direction == Direction.INBOUND.value)
+            .order_by(Message.id).limit(1))
+        if first is None:
+            return []
+        types = list(await session.scalars(
+            select(Attachment.content_type).where(Attachment.message_id == first.id)))
+        conversation.spam, conversation.queue = False, None
+        conversation.status = ConversationStatus.OPEN.value
+        msg = replace(as_inbound(first, types), received_at=utcnow())  # as if it came now
+        return await self._route_and_acknowledge(session, msg, conversation, first,
+                                                 conversation.contact_id, True)
+
     async def _route(self, session: AsyncSession, msg: InboundMessage, conversation: Conversation,
-                     message: Message, contact_id: int, is_new: bool) -> list[int]:
+                     message: Message, contact_id: int, is_new: bool,
+                     folded: list[AutoReply] | None) -> list[int]:
         router = self._router()
         ctx = RoutingContext(
             message=msg,
@@ -312,21 +342,11 @@ class Intake:
             decision = router.decide(ctx)
         except Exception as exc:  # a rule bug must not lose or stall the message
             log.exception("routing failed; using the default queue")
-            fallback = DefaultQueueRouter(self._default_queue(router))
+            fallback = DefaultQueueRouter(router.default_queue_name)
             decision = fallback.decide(ctx)
             decision.trace.append({"error": f"rule engine failed: {type(exc).__name__}"})
-        inbox_queue = msg.meta.get("inbox_queue") if is_new and msg.meta else None
-        if inbox_queue and not decision.spam and decision.queue in (None, self._default_queue(router)):
-            # The address it was sent to ([smtp] inboxes) is the default where no rule chose.
-            decision.queue = str(inbox_queue)
-            decision.trace.append({"rule": "smtp.inboxes", "matched": True,
-                                   "actions": {"queue": decision.queue}})
-        return await apply_decision(session, conversation, message, decision, now=msg.received_at)
-
-    @staticmethod
-    def _default_queue(router: Router) -> str:
-        return str(getattr(router, "default_queue_name", None)
-                   or getattr(router, "default_queue", "general"))
+        return await apply_decision(session, conversation, message, decision,
+                                    now=msg.received_at, fold_into=folded)
 
 
 def _check(msg: InboundMessage) -> None:
@@ -460,7 +480,8 @@ def _message_row(msg: InboundMessage, conversation_id: int, rule: str) -> Messag
 def _touch(conversation: Conversation, msg: InboundMessage) -> None:
     conversation.last_message_at = max(conversation.last_message_at or msg.received_at,
                                        msg.received_at)
-    conversation.last_inbound_at = msg.received_at
+    if not msg.automatic:  # an out-of-office is nobody waiting for an answer
+        conversation.last_inbound_at = msg.received_at
 
 
 def _snapshot(conversation: Conversation, is_new: bool) -> ConversationSnapshot:

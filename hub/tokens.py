@@ -17,6 +17,10 @@ TOKEN_RE = re.compile(r"\bc([0-9a-z]{1,13})-([a-z2-7]{12})\b")
 REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud on the phone
 REFERENCE_LENGTH = 10  # 31**10 ~ 8e14: unguessable for a tracking page with rate limits
 REFERENCE_RE = re.compile(rf"\[#([A-Z2-9]{{{REFERENCE_LENGTH}}})\]")
+# A reference quoted without its brackets ("Re: noise EPNGY3C62Q"): only the alphabet's letters,
+# standing alone. A word that merely looks like one finds nothing: the intake accepts a
+# reference only from the conversation's own contact.
+BARE_REFERENCE_RE = re.compile(rf"(?<![A-Za-z0-9])([A-HJKMNP-Z2-9]{{{REFERENCE_LENGTH}}})(?![A-Za-z0-9])")
 
 
 def new_reference() -> str:

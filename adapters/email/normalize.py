@@ -32,8 +32,15 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from hub.model import InboundAttachment, InboundMessage, ThreadHints, utcnow
-from hub.tokens import REFERENCE_RE, find_tokens, verify_reply_token
+from hub.model import (
+    DeliveryReport,
+    DroppedAttachment,
+    InboundAttachment,
+    InboundMessage,
+    ThreadHints,
+    utcnow,
+)
+from hub.tokens import BARE_REFERENCE_RE, REFERENCE_RE, find_tokens, verify_reply_token
 
 from .body import clean, ctype_of, decode_part, html_to_text, maintype, split_reply
 from .loops import automatic_reasons
@@ -198,6 +205,16 @@ def _bare(raw: bytes, mail_from: str | None, rcpt_to: Sequence[str], limits: Ema
         meta=_storable({"mail_from": mail_from, "rcpt_to": list(rcpt_to),
                         "raw_only": reason, "defects": ["unparseable"]}),
     )
+
+
+def _typed_report(report: dict[str, Any] | None) -> DeliveryReport | None:
+    """The delivery report the core reads (the dict stays in meta, for staff)."""
+    if not report:
+        return None
+    return DeliveryReport(status=str(report.get("status") or "bounced"),
+                          refers_to=tuple(str(r) for r in report.get("refers_to") or ()),
+                          detail=str(report.get("diagnostic") or "") or None,
+                          recipient=report.get("recipient") or None)
 
 
 # -- the MIME caps --------------------------------------------------------------------------------
@@ -480,6 +497,7 @@ class _Headers:
             received_at=received_at,
             raw=self.raw,
             language=self._language(),
+            inbox_queue=self.limits.inboxes.get(recipient) if recipient else None,
         )
 
     def _sender(self) -> tuple[str, str]:
@@ -579,9 +597,12 @@ class _Parsed(_Headers):
         attachments = self._attachments()
         automatic = self._automatic(base.sender, base.subject)
         self._note_defects()
+        dropped = tuple(DroppedAttachment(**d) for d in self.meta.get("dropped_attachments", ()))
         return replace(base, text=text, full_text=full_text or None, html=html,
                        attachments=attachments, automatic=automatic,
-                       flags=tuple(dict.fromkeys(self.flags)), meta=_storable(self.meta))
+                       flags=tuple(dict.fromkeys(self.flags)), meta=_storable(self.meta),
+                       delivery_report=_typed_report(self.meta.get("delivery_report")),
+                       dropped_attachments=dropped)
 
     # -- bodies and attachments --------------------------------------------------------------
 
@@ -851,8 +872,12 @@ def _bare_id(value: str) -> str:
 
 
 def _reference(subject: str | None) -> str | None:
+    """Our `[#REF]` in the subject, else a bare reference standing alone in it."""
     match = REFERENCE_RE.search(subject or "")
-    return match.group(1) if match else None
+    if match:
+        return match.group(1)
+    bare = BARE_REFERENCE_RE.findall(subject or "")
+    return bare[-1] if bare else None
 
 
 def _raw_key(raw: bytes) -> str:

@@ -76,13 +76,19 @@ def _message_id(msg: OutboundMessage, domain: str) -> str:
 
 
 def _subject(msg: OutboundMessage) -> str:
+    """A staff reply answers the citizen's subject ("Re: ..."); an automatic message (the
+    acknowledgment, an auto-reply) has a subject of its own and starts from our side, so no
+    "Re:". Either way the reference appears once."""
     subject = " ".join((msg.subject or "").split())
-    base = _RE_PREFIX.sub("", subject)
-    text = f"Re: {base}" if base else ""
-    tag = f"[#{msg.reference}]"
-    if msg.reference and tag not in text:
-        text = f"{text} {tag}".strip()
+    text = subject if msg.automatic and subject else _reply_subject(subject)
+    if msg.reference and msg.reference not in text:
+        text = f"{text} [#{msg.reference}]".strip()
     return text
+
+
+def _reply_subject(subject: str) -> str:
+    base = _RE_PREFIX.sub("", subject)
+    return f"Re: {base}" if base else ""
 
 
 def _thread_headers(mail: EmailMessage, msg: OutboundMessage) -> None:

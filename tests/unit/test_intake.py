@@ -134,3 +134,23 @@ async def test_html_is_sanitised_and_raw_is_kept(hub: Hub) -> None:
             select(Message.html, Message.raw).where(Message.id == accepted.message_id))).one()
     assert html == "<p>Hi</p>"
     assert raw == b"raw bytes"
+
+
+async def test_another_sender_joining_by_thread_key_or_token_is_flagged(hub: Hub) -> None:
+    first = await hub.intake.accept(inbound(
+        "ana@example.org", "pothole", channel="email", thread_key="a1@example.org"))
+    by_refs = await hub.intake.accept(inbound(
+        "neighbour@example.org", "I saw it too", channel="email",
+        thread=ThreadHints(refs=("a1@example.org",))))
+    token = make_reply_token(first.conversation_id, hub.reply_secret)
+    by_token = await hub.intake.accept(inbound(
+        "other@example.org", "forwarded", channel="email", thread=ThreadHints(reply_token=token)))
+    own = await hub.intake.accept(inbound(
+        "ana@example.org", "any news?", channel="email",
+        thread=ThreadHints(refs=("a1@example.org",))))
+    assert {a.conversation_id for a in (by_refs, by_token, own)} == {first.conversation_id}
+    async with hub.db.read() as session:
+        flags = {m.id: m.flags for m in await session.scalars(select(Message))}
+    assert "another_sender" in flags[by_refs.message_id]
+    assert "another_sender" in flags[by_token.message_id]
+    assert "another_sender" not in flags[own.message_id] + flags[first.message_id]

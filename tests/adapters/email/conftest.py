@@ -9,6 +9,7 @@ import mailbox
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -293,3 +294,29 @@ async def live(settings_data: dict[str, dict[str, object]],
         yield LiveHub(hub, adapter.bound_port, relay)
     finally:
         await hub.stop()
+
+
+# -- the shipped rules: the hub prepared (not listening), mail handed to the intake at a chosen time
+
+
+RULES = Path(__file__).resolve().parents[3] / "routing_rules"
+
+
+@pytest.fixture
+async def city(settings_data: dict[str, dict[str, object]], relay: Relay) -> AsyncIterator[Hub]:
+    """The hub as a city runs it: the repository's routing_rules/, acknowledgments on, an inbox
+    roads@ for queue roads, the relay above."""
+    settings_data["routing"] = {"rules_dir": str(RULES), "watch": False}
+    hub = Hub(live_settings(settings_data, relay.port))
+    await hub.prepare()
+    yield hub
+    await hub.stop()
+
+
+async def arrive(hub: Hub, raw: bytes, when: datetime, sender: str = CITIZEN,
+                 rcpt: str = HELP) -> Accepted:
+    """A mail as the spool worker hands it over, received at `when`."""
+    msg = parse_email(raw, mail_from=sender, rcpt_to=[rcpt], received_at=when,
+                      limits=EmailLimits.from_settings(hub.settings.smtp),
+                      reply_secret=hub.reply_secret)
+    return await hub.intake.accept(msg)
