@@ -14,8 +14,11 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
+from hub.adapters.base import CannotListen
+from hub.channels import unbuilt_channels
 from hub.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("hub")
@@ -23,6 +26,26 @@ log = logging.getLogger("hub")
 
 class CommandError(Exception):
     exit_code = 1
+
+
+class ListenError(CommandError):
+    """A port that cannot be had is a configuration problem: exit 2, like a bad key."""
+
+    exit_code = 2
+
+
+def _folders(settings: Settings) -> list[str]:
+    return [f"data folder {Path(settings.hub.data_dir).resolve()}"]
+
+
+def shown_url(url: str) -> str:
+    """The database in use, as an absolute path for SQLite and without a password otherwise."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        return f"sqlite {Path(parsed.database or '').resolve()}"
+    return parsed.render_as_string(hide_password=True)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -42,20 +65,27 @@ async def _serve(settings: Settings, ready: Callable[[list[str]], None] | None =
     from hub.app import Hub
     from hub.web.app import create_app
 
+    for warning in unbuilt_channels(settings):
+        print(f"hub: warning: {warning}", file=sys.stderr, flush=True)
     hub = Hub(settings)
-    addresses = await hub.start()
+    await hub.prepare()
     runner = web.AppRunner(create_app(hub), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
     try:
         await site.start()
-    except OSError as exc:
+        addresses = await hub.start(prepared=True)
+    except (OSError, CannotListen) as exc:
+        await runner.cleanup()
         await hub.stop()
-        raise CommandError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
-                           f"{exc.strerror}") from None
+        if isinstance(exc, CannotListen):
+            raise ListenError(str(exc)) from None
+        raise ListenError(f"cannot listen on {settings.http.host}:{settings.http.port} "
+                          f"(http.port): {exc.strerror}") from None
     listening = [f"http://{settings.http.host}:{settings.http.port}", *addresses]
     mode = "embedded (in-process jobs)" if settings.embedded else "distributed (RQ on Redis)"
-    print(f"hub: {mode}, database {settings.database.url.split(':', 1)[0]}", flush=True)
+    for line in [f"{mode}, database {shown_url(settings.database.url)}", *_folders(settings)]:
+        print(f"hub: {line}", flush=True)
     for address in listening:
         print(f"hub: listening on {address}", flush=True)
     if ready is not None:
@@ -96,7 +126,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     hub = Hub(settings, adapters=None)
     set_worker_hub(hub)
-    hub.run_sync(load_rules(hub))
+    hub.rules = hub.run_sync(load_rules(settings.routing))
+    if hub.rules is not None:
+        hub.set_router(hub.rules)
     jobs = hub.jobs
     assert isinstance(jobs, RQJobs)
     # SimpleWorker runs jobs in this process: no fork per job, which caps RQ's default
@@ -350,10 +382,14 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    # `hub --config F serve` and `hub serve --config F` alike: the subcommands' option must not
+    # put back a default over the value given before the command.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="TOML config file (or HUB_CONFIG)")
-    parser = argparse.ArgumentParser(prog="hub", parents=[common],
-                                     description="Omnichannel intake and routing hub")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="TOML config file (or HUB_CONFIG)")
+    parser = argparse.ArgumentParser(prog="hub", description="Omnichannel intake and routing hub")
+    parser.add_argument("--config", metavar="PATH", default=None,
+                        help="TOML config file (or HUB_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", parents=[common], help="run HTTP, SMTP and (embedded) jobs"

@@ -133,6 +133,19 @@ class EmailSection(Section):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @field_validator("from_")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        from email.utils import getaddresses
+
+        pairs = getaddresses([value])
+        address = pairs[0][1] if len(pairs) == 1 else ""
+        local, _, domain = address.rpartition("@")
+        if not local or "." not in domain or any(c.isspace() for c in address):
+            raise ValueError(f"{value!r} is not an email address; write it as "
+                             '"City Hall <help@city.example>" or "help@city.example"')
+        return value
+
 
 class TwilioSection(Section):
     account_sid: str = ""
@@ -214,13 +227,51 @@ def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> None:
             data.setdefault(section, {})[key] = environ[var]
 
 
+_EXAMPLES = {"smtp.domains": 'a list of domains, e.g. ["city.example"]',
+             "hub.languages": 'a list of language codes, e.g. ["en", "es"]'}
+
+
 def _describe(error: ValidationError, source: str) -> list[str]:
     problems = []
     for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        problems.append(f"{source}: {path}: {message}")
+        path = ".".join(str(p) for p in item["loc"] if p != "from_") or "(top level)"
+        if item["loc"] and item["loc"][-1] == "from_":
+            path = f"{path}.from" if path != "(top level)" else "from"
+        problems.append(f"{source}: {path}: {_plain(item, path)}")
     return problems
+
+
+def _plain(item: Any, path: str) -> str:
+    """Pydantic's message, in the words of someone editing a TOML file."""
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("tuple_type", "list_type", "set_type"):
+        return "should be " + _EXAMPLES.get(path, f"a list, e.g. [{item['input']!r}]")
+    if kind == "dict_type":
+        return 'should be a table, e.g. { "roads@city.example" = "roads" }'
+    message = str(item["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """Relative paths in a config file mean: next to the file, wherever the command runs."""
+    for section, key in (("hub", "data_dir"), ("routing", "rules_dir"), ("smtp", "tls_cert"),
+                         ("smtp", "tls_key")):
+        value = data.get(section, {}).get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[section][key] = str(folder / value)
+    url = data.get("database", {}).get("url")
+    if isinstance(url, str) and url.startswith("sqlite"):
+        prefix, _, database = url.partition(":///")
+        if database and database != ":memory:" and not Path(database).is_absolute():
+            data["database"]["url"] = f"{prefix}:///{folder / database}"
+
+
+def _check_folders(data: dict[str, Any], source: str) -> None:
+    rules_dir = data.get("routing", {}).get("rules_dir")
+    if isinstance(rules_dir, str) and not Path(rules_dir).is_dir():
+        raise ConfigError([f"{source}: routing.rules_dir: no folder at {rules_dir}"])
 
 
 def load_settings(path: str | os.PathLike[str] | None = None,
@@ -240,6 +291,8 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([f"{source}: cannot read: {exc}"]) from None
+        _resolve_paths(data, Path(chosen).resolve().parent)
+        _check_folders(data, source)
     _apply_env(data, env)
     try:
         return Settings.model_validate(data)
