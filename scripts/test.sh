@@ -2,7 +2,8 @@
 # Sets up and runs every test: system packages when missing (redis-server, PostgreSQL),
 # a virtualenv with the project, a private PostgreSQL and the tests' own Redis on free ports,
 # then pytest over the whole suite (storage tests run on SQLite and on PostgreSQL).
-# Extra arguments go to pytest. HUB_TEST_POSTGRES_URL=postgresql+asyncpg://... uses that server.
+# Extra arguments go to pytest. HUB_TEST_POSTGRES_URL=postgresql+asyncpg://... uses that server;
+# HUB_TEST_BACKENDS=sqlite skips PostgreSQL; --full (or HUB_TEST_FULL=1) runs slow_e2e on both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -12,7 +13,7 @@ ensure_venv test
 
 cleanup() { stop_private_postgres; }
 trap cleanup EXIT
-if [[ -z "${HUB_TEST_POSTGRES_URL:-}" ]]; then
+if [[ -z "${HUB_TEST_POSTGRES_URL:-}" && "${HUB_TEST_BACKENDS:-postgres}" == *postgres* ]]; then
     start_private_postgres
     export HUB_TEST_POSTGRES_URL="$PRIVATE_PG_URL"
 fi

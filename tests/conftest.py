@@ -1,9 +1,14 @@
 """Shared fixtures: real databases (SQLite and PostgreSQL for every storage test), real Redis,
-and a hub wired to a recording test adapter.
+local stand-ins of the Twilio and Telegram APIs, and a hub wired to a recording test adapter.
 
 PostgreSQL comes from HUB_TEST_POSTGRES_URL (scripts/test.sh starts a private server and sets
 it), else the machine's standard local port; each session creates and drops its own database.
 Redis is always a private redis-server started by the tests, so a test may stop it.
+
+Switches: HUB_TEST_BACKENDS=sqlite,postgres (the default) picks the databases `db_url` runs on;
+tests on PostgreSQL get the `postgres` marker and tests on Redis the `redis` marker by
+themselves, so `-m "not postgres"` works. Tests marked `slow_e2e` run on one backend (SQLite
+when chosen) unless `--full` or HUB_TEST_FULL=1.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import text
@@ -26,8 +32,79 @@ from hub.storage.tables import Base
 from tests.support.adapter import RecordingAdapter
 from tests.support.services import RedisServer
 
+if TYPE_CHECKING:  # imported in their fixtures: most tests need neither provider library
+    from tests.support.telegram_api import TelegramApi
+    from tests.support.twilio_api import TwilioApi
+
 PG_BASE = os.environ.get("HUB_TEST_POSTGRES_URL",
                          "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+# Names accepted in HUB_TEST_BACKENDS, to the `db_url` param each one selects.
+_BACKEND_NAMES = {"sqlite": "sqlite", "postgres": "postgresql", "postgresql": "postgresql"}
+
+
+def _chosen_backends() -> tuple[list[str], list[str]]:
+    """The `db_url` params HUB_TEST_BACKENDS asks for, and the names it got wrong."""
+    raw = os.environ.get("HUB_TEST_BACKENDS", "") or "sqlite,postgres"
+    names = [name.strip().lower() for name in raw.split(",") if name.strip()]
+    chosen = [_BACKEND_NAMES[n] for n in names if n in _BACKEND_NAMES]
+    return list(dict.fromkeys(chosen)), [n for n in names if n not in _BACKEND_NAMES]
+
+
+BACKENDS, _UNKNOWN_BACKENDS = _chosen_backends()
+# The one backend a slow_e2e test runs on without --full.
+PRIMARY_BACKEND = "sqlite" if "sqlite" in BACKENDS or not BACKENDS else BACKENDS[0]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", default=False,
+                     help="run slow_e2e tests on every backend, not only SQLite "
+                          "(same as HUB_TEST_FULL=1)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _UNKNOWN_BACKENDS or not BACKENDS:
+        raise pytest.UsageError(
+            f"HUB_TEST_BACKENDS={os.environ.get('HUB_TEST_BACKENDS')!r}: expected a comma-separated "
+            f"list of {', '.join(sorted(_BACKEND_NAMES))}")
+
+
+def _run_full(config: pytest.Config) -> bool:
+    return bool(config.getoption("--full")) or os.environ.get("HUB_TEST_FULL", "") == "1"
+
+
+def _backend_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get("db_url") if callspec is not None else None
+    return value if isinstance(value, str) else None
+
+
+def _fixtures(item: pytest.Item) -> set[str]:
+    return set(getattr(item, "fixturenames", ()))
+
+
+def _keep(item: pytest.Item, full: bool) -> bool:
+    backend = _backend_of(item)
+    if backend is None:  # a test that asks for PostgreSQL itself follows the switch too
+        return "pg_database" not in _fixtures(item) or "postgresql" in BACKENDS
+    if backend not in BACKENDS:  # e.g. parametrize("db_url", ["postgresql"], indirect=True)
+        return False
+    return full or item.get_closest_marker("slow_e2e") is None or backend == PRIMARY_BACKEND
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks tests by the services they use and drops the ones the switches leave out."""
+    full = _run_full(config)
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if _backend_of(item) == "postgresql" or "pg_database" in _fixtures(item):
+            item.add_marker(pytest.mark.postgres)
+        if {"redis_server", "redis_url"} & _fixtures(item):
+            item.add_marker(pytest.mark.redis)
+        (keep if _keep(item, full) else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def _pg_admin(sql: str) -> None:
@@ -66,9 +143,9 @@ def _truncate_sql() -> str:
     return f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS or ["sqlite"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A migrated, empty database of each kind: every storage test runs on both."""
+    """A migrated, empty database of each chosen kind: every storage test runs on each."""
     if request.param == "sqlite":
         target = tmp_path / "hub.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), target)
@@ -134,3 +211,21 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushdb()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+async def twilio_api() -> AsyncIterator[TwilioApi]:
+    """A Twilio REST API stand-in on a free local port (see tests/support/twilio_api.py)."""
+    from tests.support.twilio_api import TwilioApi
+
+    async with TwilioApi() as api:
+        yield api
+
+
+@pytest.fixture
+async def telegram_api() -> AsyncIterator[TelegramApi]:
+    """A Telegram Bot API stand-in on a free local port (see tests/support/telegram_api.py)."""
+    from tests.support.telegram_api import TelegramApi
+
+    async with TelegramApi() as api:
+        yield api

@@ -49,8 +49,7 @@ def cluster(tmp_path: Path, db_url: str, redis_url: str,
         f'[hub]\nsecret_key = "cluster-secret"\npublic_url = "http://127.0.0.1"\n'
         f'[database]\nurl = "{db_url}"\n[redis]\nurl = "{redis_url}"\n'
         f'[smtp]\ndomains = ["city.example"]\n'
-        f'[email]\nfrom = "City <help@city.example>"\nrelay_port = {relay_port}\n'
-        f'[routing]\nrules_dir = "{tmp_path / "no-rules"}"\n')
+        f'[email]\nfrom = "City <help@city.example>"\nrelay_port = {relay_port}\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env["HUB_CONFIG"] = str(config)
     ports = [{"http": free_port(), "smtp": free_port()} for _ in range(2)]
