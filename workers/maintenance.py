@@ -76,10 +76,8 @@ async def refresh_spool_gauge(hub: Hub) -> dict[str, int]:
 
 
 async def fire_timers(hub: Hub) -> int:
-    try:
-        from hub.routing.timers import fire_due_timers
-    except ImportError:
-        return 0
+    from hub.routing.timers import fire_due_timers
+
     fired = await fire_due_timers(hub.db, hub.router(), utcnow())
     return int(fired or 0)
 
