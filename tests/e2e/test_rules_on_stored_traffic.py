@@ -12,11 +12,9 @@ from pathlib import Path
 
 from hub.app import Hub
 from tests.support.adapter import inbound
+from tests.support.corpus import CORPUS
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("HUB_CORPUS_DIR", ROOT.parent / "shared" / "corpus"))
-if not CORPUS.is_dir():  # the checkout lives in /work/main, the corpus in /work/shared
-    CORPUS = Path("/work/shared/corpus")
 
 
 def hub_cmd(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

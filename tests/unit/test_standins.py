@@ -22,12 +22,12 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from tests.support.corpus import CORPUS
 from tests.support.http_standin import HttpStandIn, RecordedRequest
 from tests.support.telegram_api import TelegramApi
 from tests.support.twilio_api import ACCOUNT_SID, TwilioApi, signature
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus"
 TO = "+15551230001"
 FROM = "+15005550006"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
-import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,11 +26,8 @@ from hub.app import Hub
 from hub.config import Settings
 from hub.model import Accepted, InboundMessage, SpoolItem, SpoolReceipt
 from hub.spool import SpoolUnavailable
+from tests.support.corpus import CORPUS
 
-CORPUS = Path(os.environ.get("HUB_CORPUS_DIR",
-                             Path(__file__).resolve().parents[4] / "shared" / "corpus"))
-if not CORPUS.is_dir():  # the checkout lives in /work/main, the corpus in /work/shared
-    CORPUS = Path("/work/shared/corpus")
 DOMAIN = "city.example"
 SECRET = b"test-reply-secret"
 LIMITS = EmailLimits(max_attachment_bytes=2_000_000, max_attachments=20, domains=(DOMAIN,),
