@@ -36,9 +36,15 @@ class InProcessJobs:
         self._deliver = deliver
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
+        self._queued: set[int] = set()  # ids with a task waiting or running
 
     def submit_delivery(self, outbox_ids: Sequence[int]) -> None:
+        """A task per id; an id already waiting here is not queued twice (the sweeper finds
+        rows that are merely waiting for a slot, and a second task would only lose the claim)."""
         for outbox_id in outbox_ids:
+            if outbox_id in self._queued:
+                continue
+            self._queued.add(outbox_id)
             task = asyncio.get_running_loop().create_task(self._run(outbox_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -48,11 +54,13 @@ class InProcessJobs:
         return len(outbox_ids)
 
     async def _run(self, outbox_id: int) -> None:
-        async with self._slots:
-            try:
+        try:
+            async with self._slots:
                 await self._deliver(outbox_id)
-            except Exception:
-                log.exception("delivery job for outbox item %s failed", outbox_id)
+        except Exception:
+            log.exception("delivery job for outbox item %s failed", outbox_id)
+        finally:
+            self._queued.discard(outbox_id)
 
     async def drain(self) -> None:
         while self._tasks:
