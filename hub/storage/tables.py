@@ -183,20 +183,24 @@ class ConversationTag(Base):
 def _sync_tags(session: Session, _context: Any, _instances: Any) -> None:
     """Whoever changes a conversation's tags (rules, staff, a migration script), the tag rows
     follow in the same flush."""
-    for conversation in list(session.dirty) + list(session.new):
-        if not isinstance(conversation, Conversation):
-            continue
-        if conversation in session.new or inspect(conversation).attrs.tags.history.has_changes():
-            session.info.setdefault(_TAGS_PENDING, set()).add(conversation)
+    pending: dict[Conversation, bool] = session.info.setdefault(_TAGS_PENDING, {})
+    for conversation in session.new:
+        if isinstance(conversation, Conversation) and conversation.tags:
+            pending[conversation] = True  # nothing stored yet: nothing to delete
+    for conversation in session.dirty:
+        if (isinstance(conversation, Conversation)
+                and inspect(conversation).attrs.tags.history.has_changes()):
+            pending[conversation] = False
 
 
 @event.listens_for(Session, "after_flush")
 def _write_tags(session: Session, _context: Any) -> None:
-    pending: set[Conversation] = session.info.pop(_TAGS_PENDING, set())
-    for conversation in pending:
+    pending: dict[Conversation, bool] = session.info.pop(_TAGS_PENDING, {})
+    for conversation, is_new in pending.items():
         connection = session.connection()
-        connection.execute(delete(ConversationTag).where(
-            ConversationTag.conversation_id == conversation.id))
+        if not is_new:
+            connection.execute(delete(ConversationTag).where(
+                ConversationTag.conversation_id == conversation.id))
         tags = list(dict.fromkeys(str(t) for t in conversation.tags or ()))
         if tags:
             connection.execute(insert(ConversationTag), [
