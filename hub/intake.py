@@ -48,6 +48,7 @@ from hub.routing.replay import as_inbound
 from hub.sanitize import sanitize_html
 from hub.status import apply_report
 from hub.storage.blobs import BlobStore
+from hub.storage.bounded import column_limit
 from hub.storage.db import Database
 from hub.storage.errors import is_transient
 from hub.storage.groupcommit import GroupCommit
@@ -64,6 +65,7 @@ from hub.tokens import new_reference, verify_reply_token
 log = logging.getLogger(__name__)
 
 ANOTHER_SENDER = "another_sender"
+CUT = "cut_to_fit"  # a value was longer than its column: stored cut (marked "…") or hashed
 LIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
 
 
@@ -468,13 +470,26 @@ def _message_row(msg: InboundMessage, conversation_id: int, rule: str) -> Messag
         html=sanitize_html(msg.html),
         raw=msg.raw,
         automatic=msg.automatic,
-        flags=list(msg.flags),
+        flags=[*msg.flags, *([CUT] if _cut(msg) else [])],
         meta=dict(msg.meta),
         language=msg.language,
         thread_rule=rule,
         received_at=msg.received_at,
         created_at=msg.received_at,
     )
+
+
+def _cut(msg: InboundMessage) -> bool:
+    """Will the columns cut (or, for keys, hash) a value of this message? Staff are told so."""
+    fields = ((msg.provider_id, Message.provider_id), (msg.thread_key, Message.thread_key),
+              (msg.sender, Message.sender), (msg.recipient, Message.recipient),
+              (msg.subject, Message.subject), (msg.language, Message.language),
+              (msg.sender_name, Contact.name))
+    files = ((value, column) for a in msg.attachments
+             for value, column in ((a.filename, Attachment.filename),
+                                   (a.content_type, Attachment.content_type)))
+    return any(value is not None and len(value) > column_limit(column)
+               for value, column in (*fields, *files))
 
 
 def _touch(conversation: Conversation, msg: InboundMessage) -> None:

@@ -195,7 +195,8 @@ class MessageOut(ResponseModel):
     attachments: list[AttachmentOut]
     flags: list[str] = Field(default_factory=list, description=(
         "What staff should know: `malformed` (kept raw), `another_sender` (joined this "
-        "conversation by our thread keys but written by someone else), `attachment_too_large`, "
+        "conversation by our thread keys but written by someone else), `cut_to_fit` (a value "
+        "longer than its column was stored cut or hashed), `attachment_too_large`, "
         "..."))
     dropped_attachments: list[DroppedOut] = Field(
         default_factory=list, description="Files the citizen sent that were not kept, and why.")

@@ -123,6 +123,8 @@ async def test_poison_mail_of_every_kind_never_holds_up_an_ordinary_mail(live: L
     assert all(item.state == "done" for item in items), [i.last_error for i in items]
     assert len(stored) == len(KINDS) * EACH + 1 and all(m.raw for m in stored)
     # A shared 600-character prefix did not make twenty Message-IDs one.
+    cut = {m.thread_key for m in stored if "cut_to_fit" in m.flags}
+    assert len(cut) >= 3 * EACH  # long ids, From addresses, display names: stored and flagged
     long_ids = [m for m in stored if (m.thread_key or "").startswith("m" * 100)]
     assert len(long_ids) == EACH and len({m.provider_id for m in long_ids}) == EACH
     assert all(len(m.provider_id or "") <= 512 for m in stored)
