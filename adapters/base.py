@@ -191,15 +191,25 @@ class NormalizesIdentity(Protocol):
     def normalize_identity(self, address: str) -> str: ...
 
 
+@runtime_checkable
+class KeepsConnections(Protocol):
+    """Hook "connections": sends reuse connections to the provider (an SMTP relay's sessions)
+    that stay open between sends; the hub closes them when it stops, `hub worker` included."""
+
+    async def close_connections(self) -> None: ...
+
+
 HOOKS: dict[str, tuple[type, tuple[str, ...]]] = {
     # hook name: (protocol, the coroutine methods it must have)
     "spool": (Spooling, ()),
     "routes": (ServesHttp, ()),
     "listener": (RunsOnLoop, ("start", "stop")),
     "identity": (NormalizesIdentity, ()),
+    "connections": (KeepsConnections, ("close_connections",)),
 }
 _HOOK_MEMBERS = {"spool_parser": "spool", "routes": "routes", "start": "listener",
-                 "stop": "listener", "normalize_identity": "identity"}
+                 "stop": "listener", "normalize_identity": "identity",
+                 "close_connections": "connections"}
 
 
 class AdapterError(ValueError):

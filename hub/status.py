@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.adapters.base import Unavailable
@@ -36,6 +36,12 @@ RANK = {
 
 def moves_forward(current: str | None, new: str) -> bool:
     return RANK.get(new, -1) > RANK.get(current or "", -1)
+
+
+def rank_sql(status: ColumnElement[str | None]) -> ColumnElement[int]:
+    """RANK in SQL, for statements that advance many messages at once (delivery results):
+    `rank_sql(Message.delivery_status) < RANK[new]` is `moves_forward` on the stored value."""
+    return case(RANK, value=status, else_=-1)
 
 
 async def record_status(session: AsyncSession, message: Message, status: str, *,

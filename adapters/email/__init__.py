@@ -3,7 +3,7 @@ threaded replies through a relay.
 
 Modules: `inbound` (SMTP server, `EmailAdapter`), `normalize` (bytes -> InboundMessage),
 `body` (text decoding and reply stripping), `loops` (automatic mail), `status` (bounces/DSNs),
-`outbound` (MIME building and relay delivery).
+`outbound` (MIME building and relay delivery), `relay` (SMTP sessions to the relay, reused).
 """
 
 from .inbound import EmailAdapter, SmtpHandler, SmtpServer

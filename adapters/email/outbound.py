@@ -4,7 +4,9 @@ This module owns what our outgoing mail looks like to the citizen's mail client 
 config, a Message-ID carrying the signed conversation token, In-Reply-To/References that
 continue the citizen's thread, a plus-addressed Reply-To, `[#REF]` in the subject,
 Auto-Submitted on automatic mail, text + HTML + attachments) and how relay answers map to
-the hub's retry policy: 4xx and connection trouble are transient, 5xx permanent.
+the hub's retry policy: 4xx and connection trouble are transient, 5xx permanent. The mails go
+over relay sessions kept open between sends (`relay.RelayConnections`); a session that turns
+out closed before the relay took the MAIL command is replaced and the mail sent again on it.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ import html
 import logging
 import re
 import smtplib
-import ssl
 from dataclasses import replace
 from email import errors as email_errors
+from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
+from email.policy import default as _POLICY
 from email.utils import formatdate, getaddresses
+from functools import lru_cache
 from typing import Any
 
 from hub.adapters.base import PermanentError, TransientError
 from hub.model import OutboundMessage, SendResult
+
+from .relay import RelayConnections, Session
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +45,60 @@ def build_message(msg: OutboundMessage, from_header: str) -> tuple[EmailMessage,
     local, _, domain = address.partition("@")
     bare_id = _message_id(msg, domain)
     mail = EmailMessage()
-    mail["From"] = Address(msg.sender_name or display, addr_spec=address)
-    mail["To"] = msg.to
-    mail["Subject"] = _subject(msg)
-    mail["Date"] = formatdate(localtime=False, usegmt=True)
-    mail["Message-ID"] = f"<{bare_id}>"
+    mail["From"] = _address_header("From", msg.sender_name or display, address)
+    mail["To"] = _header("To", msg.to)
+    mail["Subject"] = _header("Subject", _subject(msg))
+    mail["Date"] = _header("Date", formatdate(localtime=False, usegmt=True))
+    mail["Message-ID"] = _header("Message-ID", f"<{bare_id}>")
     if msg.reply_token:
-        mail["Reply-To"] = Address(display, addr_spec=f"{local}+{msg.reply_token}@{domain}")
+        mail["Reply-To"] = _address_header("Reply-To", display,
+                                           f"{local}+{msg.reply_token}@{domain}")
     _thread_headers(mail, msg)
     if msg.automatic:
-        mail["Auto-Submitted"] = "auto-replied"  # RFC 3834: their autoresponder must not answer
-        mail["X-Auto-Response-Suppress"] = "All"  # the same, in Exchange's dialect
-    mail.set_content(msg.body)
-    mail.add_alternative(msg.html or _html_from_text(msg.body), subtype="html")
+        # RFC 3834: their autoresponder must not answer; the same, in Exchange's dialect.
+        mail["Auto-Submitted"] = _header("Auto-Submitted", "auto-replied")
+        mail["X-Auto-Response-Suppress"] = _header("X-Auto-Response-Suppress", "All")
+    _alternative(mail, msg.body, msg.html or _html_from_text(msg.body))
     for attachment in msg.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         mail.add_attachment(attachment.data, maintype=maintype or "application",
                             subtype=subtype or "octet-stream", filename=attachment.filename)
     return mail, bare_id
+
+
+# Parsing header values into the email package's header objects is most of the cost of a mail,
+# and most values repeat from one mail to the next (From, Reply-To of a conversation, the
+# content headers). Header objects are immutable and folding does not change them, so one
+# parsed object serves every mail that has the same value.
+
+@lru_cache(maxsize=4096)
+def _header(name: str, value: str) -> Any:
+    return _POLICY.header_store_parse(name, value)[1]
+
+
+@lru_cache(maxsize=1024)
+def _address_header(name: str, display: str, addr_spec: str) -> Any:
+    return _POLICY.header_store_parse(name, Address(display, addr_spec=addr_spec))[1]
+
+
+def _alternative(mail: EmailMessage, text: str, html_text: str) -> None:
+    """multipart/alternative of the text and its HTML: what `set_content(text)` and then
+    `add_alternative(html_text, subtype="html")` make, with parsed headers reused."""
+    mail["MIME-Version"] = _header("MIME-Version", "1.0")
+    mail["Content-Type"] = _header("Content-Type", "multipart/alternative")
+    mail.attach(_text_part(text, "plain", mime_version=False))
+    mail.attach(_text_part(html_text, "html", mime_version=True))
+
+
+def _text_part(text: str, subtype: str, *, mime_version: bool) -> EmailMessage:
+    part = EmailMessage()
+    cte, payload = _encode_text(text, "utf-8", None, _POLICY)
+    part["Content-Type"] = _header("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part["Content-Transfer-Encoding"] = _header("Content-Transfer-Encoding", cte)
+    if mime_version:  # as EmailMessage.set_content adds it to a part it fills
+        part["MIME-Version"] = _header("MIME-Version", "1.0")
+    part.set_payload(payload)
+    return part
 
 
 def _parse_from(from_header: str) -> tuple[str, str]:
@@ -94,11 +136,12 @@ def _reply_subject(subject: str) -> str:
 def _thread_headers(mail: EmailMessage, msg: OutboundMessage) -> None:
     references = [r for r in msg.references if r]
     if msg.in_reply_to:
-        mail["In-Reply-To"] = f"<{msg.in_reply_to.strip('<>')}>"
+        mail["In-Reply-To"] = _header("In-Reply-To", f"<{msg.in_reply_to.strip('<>')}>")
         if msg.in_reply_to not in references:
             references.append(msg.in_reply_to)
     if references:
-        mail["References"] = " ".join(f"<{r.strip('<>')}>" for r in references)
+        mail["References"] = _header("References",
+                                     " ".join(f"<{r.strip('<>')}>" for r in references))
 
 
 def _html_from_text(text: str) -> str:
@@ -108,10 +151,12 @@ def _html_from_text(text: str) -> str:
 
 
 class RelaySender:
-    """Blocking delivery to the configured relay; called from a worker job's thread."""
+    """Blocking delivery to the configured relay; called from a worker job's thread. Sessions
+    to the relay are kept open and reused (`RelayConnections`)."""
 
     def __init__(self, email_settings: Any) -> None:
         self.config = email_settings
+        self.connections = RelayConnections(email_settings)
 
     def send(self, msg: OutboundMessage) -> SendResult:
         if "@" not in msg.to or any(c.isspace() for c in msg.to.strip()):
@@ -123,18 +168,12 @@ class RelaySender:
         log.info("email sent to relay, message %s, relay queue id %s", msg.message_id, queue_id)
         return SendResult(provider_id=bare_id, thread_key=bare_id)
 
+    def close(self) -> None:
+        self.connections.close()
+
     def _deliver(self, mail: EmailMessage, envelope_from: str, to: str) -> str | None:
-        cfg = self.config
         try:
-            with smtplib.SMTP(cfg.relay_host, cfg.relay_port,
-                              timeout=cfg.relay_timeout_seconds) as client:
-                client.ehlo()
-                if cfg.relay_starttls:
-                    client.starttls(context=ssl.create_default_context())
-                    client.ehlo()
-                if cfg.relay_username:
-                    client.login(cfg.relay_username, cfg.relay_password.get_secret_value())
-                return _transaction(client, mail, envelope_from, to)
+            return self._on_a_session(mail, envelope_from, to)
         except smtplib.SMTPResponseException as exc:
             raise _classify(exc.smtp_code, exc.smtp_error) from None
         except smtplib.SMTPRecipientsRefused as exc:
@@ -149,6 +188,56 @@ class RelaySender:
             # The message itself cannot be put on the wire: trying again would not change it.
             raise PermanentError(f"message cannot be encoded: {type(exc).__name__}",
                                  code="encoding") from None
+
+    def _on_a_session(self, mail: EmailMessage, envelope_from: str, to: str) -> str | None:
+        session = self.connections.acquire()
+        try:
+            try:
+                queue_id = _transaction(session.client, mail, envelope_from, to)
+            except _MailNotTaken:
+                if not session.reused:
+                    raise
+                # A session the relay has closed since (its idle timeout, a restart) or will
+                # take no more mail on (its per-session limit): nothing of this mail reached
+                # it, so it goes once more on a new session.
+                self.connections.discard(session)
+                session = self.connections.open()
+                queue_id = _transaction(session.client, mail, envelope_from, to)
+        except _MailNotTaken as refused:
+            self.connections.discard(session)
+            if refused.code is None:
+                raise smtplib.SMTPServerDisconnected(refused.text) from None
+            raise _classify(refused.code, refused.text) from None
+        except (TransientError, PermanentError, smtplib.SMTPResponseException) as exc:
+            self._after_refusal(session, exc)
+            raise
+        except (smtplib.SMTPNotSupportedError, UnicodeError, ValueError,
+                email_errors.MessageError):
+            self.connections.release_after_refusal(session)  # refused before any command
+            raise
+        except BaseException:  # the wire failed mid-transaction: the session's state is unknown
+            self.connections.discard(session)
+            raise
+        self.connections.release(session)
+        return queue_id
+
+    def _after_refusal(self, session: Session, exc: Exception) -> None:
+        code = exc.smtp_code if isinstance(exc, smtplib.SMTPResponseException) else getattr(
+            exc, "code", None)
+        if str(code) == "421":  # the relay is closing this session
+            self.connections.discard(session)
+        else:
+            self.connections.release_after_refusal(session)
+
+
+class _MailNotTaken(Exception):
+    """The session ended, or the relay answered MAIL with 4xx: on a reused session that may be
+    the session's fault (closed, or at the relay's limit of mails per session), not the mail's."""
+
+    def __init__(self, code: int | None, text: bytes | str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
 
 
 def _idna_domain(address: str) -> str:
@@ -179,10 +268,17 @@ def _transaction(client: smtplib.SMTP, mail: EmailMessage, envelope_from: str,
         options.append("BODY=8BITMIME")
     if utf8:
         options.append("SMTPUTF8")
-    for command, args in (("mail", (envelope_from, options)), ("rcpt", (to,))):
-        code, text = getattr(client, command)(*args)
-        if code >= 400:
-            raise _classify(code, text)
+    try:
+        code, text = client.mail(envelope_from, options)
+    except smtplib.SMTPServerDisconnected as exc:
+        raise _MailNotTaken(None, str(exc)) from None
+    if 400 <= code < 500:
+        raise _MailNotTaken(code, text)
+    if code >= 500:
+        raise _classify(code, text)
+    code, text = client.rcpt(to)
+    if code >= 400:
+        raise _classify(code, text)
     code, text = client.data(data)
     if code >= 400:
         raise _classify(code, text)
