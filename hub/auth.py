@@ -36,10 +36,8 @@ async def create_token(session: AsyncSession, staff: Staff) -> str:
 async def staff_for_token(session: AsyncSession, token: str) -> Staff | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
-    row = (await session.execute(
-        select(ApiToken, Staff).join(Staff, Staff.id == ApiToken.staff_id)
+    # only the staff row is built: the token row is a condition, never read
+    return await session.scalar(
+        select(Staff).join(ApiToken, ApiToken.staff_id == Staff.id)
         .where(ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None),
-               Staff.active.is_(True)))).first()
-    if row is None:
-        return None
-    return row[1]
+               Staff.active.is_(True)))

@@ -25,7 +25,7 @@ from hub.service import ADMINS, SUPERVISORS, ConversationFilter
 from hub.staff import StaffError, add_staff, find_staff
 from hub.storage.tables import Conversation, Message, OutboxItem, Queue, QueueMember, Staff
 from hub.web import cursor
-from hub.web.auth_mw import guarded, install
+from hub.web.auth_mw import guarded, install, reading
 from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY, caller
 from hub.web.live import events_socket
@@ -59,7 +59,14 @@ from hub.web.schemas import (
     StatusIn,
     TransferIn,
 )
-from hub.web.views import API, contact_detail, conversation_detail, conversation_items, open_counts
+from hub.web.views import (
+    API,
+    contact_detail,
+    conversation_detail,
+    conversation_items,
+    conversation_list,
+    open_counts,
+)
 
 OPENAPI_KEY: web.AppKey[dict[str, Any]] = web.AppKey("openapi_document", dict)
 SAFE_INLINE_TYPES = re.compile(r"^(image/(png|jpeg|gif|webp)|application/pdf|text/plain)$")
@@ -108,7 +115,7 @@ def _refusals(handler: Handler) -> Handler:
 
 
 async def list_queues(request: web.Request) -> web.Response:
-    async with request.app[HUB_KEY].db.read() as session:
+    async with reading(request) as session:
         queues = await service.queues_for(session, caller(request).staff)
         counts = await open_counts(session)
     return _json_list([QueueOut(name=q.name, title=q.title, open=counts.get((q.name, "open"), 0),
@@ -125,28 +132,27 @@ async def list_conversations(request: web.Request) -> web.Response:
                                channel=params.channel, text=params.q, tag=params.tag,
                                priority=params.priority, assignee=params.assignee,
                                spam=params.spam, after=after)
-    async with hub.db.read() as session:
-        rows = await service.list_conversations(session, caller(request).staff, where,
-                                                params.limit + 1)
+    async with reading(request) as session:
+        rows = await service.list_items(session, caller(request).staff, where,
+                                        params.limit + 1)
         page = rows[:params.limit]
-        items = await conversation_items(session, page)
-    next_cursor = None
-    if len(rows) > params.limit:
-        next_cursor = cursor.encode_time_id(hub.reply_secret, "conversations",
-                                            page[-1].last_message_at, page[-1].id)
-    return _json(ConversationList(items=items, next_cursor=next_cursor))
+        next_cursor = None
+        if len(rows) > params.limit:
+            next_cursor = cursor.encode_time_id(hub.reply_secret, "conversations",
+                                                page[-1].last_message_at, page[-1].id)
+        answer = await conversation_list(session, page, next_cursor)
+    return _json(answer)
 
 
 async def get_conversation(request: web.Request) -> web.Response:
-    async with request.app[HUB_KEY].db.read() as session:
-        conversation = await service.conversation_for(session, caller(request).staff,
-                                                      _id(request))
-        detail = await conversation_detail(session, conversation)
+    async with reading(request) as session:
+        row = await service.item_for(session, caller(request).staff, _id(request))
+        detail = await conversation_detail(session, row)
     return _json(detail)
 
 
 async def get_contact(request: web.Request) -> web.Response:
-    async with request.app[HUB_KEY].db.read() as session:
+    async with reading(request) as session:
         contact, conversations = await service.contact_for(session, caller(request).staff,
                                                            _id(request))
         detail = await contact_detail(session, contact, conversations)
@@ -450,12 +456,18 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+# Handlers that only read and answer: their reads share the session of the token's look-up.
+ONE_SESSION: frozenset[Handler] = frozenset({list_queues, list_conversations, get_conversation,
+                                             get_contact})
+
+
 def setup_api(app: web.Application) -> None:
     hub = app[HUB_KEY]
     install(app, hub.settings.security.api_rate_per_minute)
     app[OPENAPI_KEY] = document(ROUTES)
     for route in ROUTES:
         handler = (route.handler if route.public
-                   else guarded(_refusals(route.handler), route.roles))
+                   else guarded(_refusals(route.handler), route.roles,
+                                reads=route.handler in ONE_SESSION))
         app.router.add_route(route.method, route.aiohttp_path, handler)
 

@@ -12,18 +12,20 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from aiohttp import web
 from sqlalchemy import or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth import staff_for_token, token_digest
 from hub.model import utcnow
-from hub.storage.tables import ApiToken
+from hub.storage.tables import ApiToken, Staff
 from hub.web.addresses import client_key
 from hub.web.errors import json_error
-from hub.web.keys import CALLER_KEY, HUB_KEY, Caller
+from hub.web.keys import CALLER_KEY, HUB_KEY, SESSION_KEY, Caller
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOUCH_EVERY = timedelta(minutes=5)  # how often a token's last_used_at is written back
@@ -103,16 +105,25 @@ def _too_many(wait: float, message: str) -> web.Response:
 
 
 async def _authenticate(request: web.Request, token: str) -> Caller | None:
-    hub = request.app[HUB_KEY]
-    async with hub.db.read() as session:
-        staff = await staff_for_token(session, token)
-        if staff is not None:
-            session.expunge(staff)
+    shared = request.get(SESSION_KEY)
+    if shared is not None:
+        staff = await _staff(shared, token)
+    else:
+        async with request.app[HUB_KEY].db.read() as session:
+            staff = await _staff(session, token)
     if staff is None:
         return None
     digest = token_digest(token)
     await _touch(request, digest)
     return Caller(staff=staff, token_hash=digest)
+
+
+async def _staff(session: AsyncSession, token: str) -> Staff | None:
+    """The token's staff member as a detached row (see Caller)."""
+    staff = await staff_for_token(session, token)
+    if staff is not None:
+        session.expunge(staff)
+    return staff
 
 
 async def _touch(request: web.Request, digest: str) -> None:
@@ -133,10 +144,35 @@ async def _touch(request: web.Request, digest: str) -> None:
             .values(last_used_at=now))
 
 
-def guarded(handler: Handler, roles: Collection[str] | None = None) -> Handler:
-    """Authenticate, rate-limit and role-check before `handler` runs."""
+@asynccontextmanager
+async def reading(request: web.Request) -> AsyncIterator[AsyncSession]:
+    """A read session for a handler: the one its caller was authenticated with, when the route
+    is guarded with `reads`, else a new one."""
+    session = request.get(SESSION_KEY)
+    if session is not None:
+        yield session
+    else:
+        async with request.app[HUB_KEY].db.read() as session:
+            yield session
+
+
+def guarded(handler: Handler, roles: Collection[str] | None = None, *,
+            reads: bool = False) -> Handler:
+    """Authenticate, rate-limit and role-check before `handler` runs. With `reads` (a handler
+    that reads and answers, never one that holds its request open), the token's look-up and
+    the handler's reads (`reading`) share one session: one connection, one transaction."""
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
+        if not reads:
+            return await checked(request)
+        async with request.app[HUB_KEY].db.read() as session:
+            request[SESSION_KEY] = session
+            try:
+                return await checked(request)
+            finally:
+                del request[SESSION_KEY]
+
+    async def checked(request: web.Request) -> web.StreamResponse:
         token = _bearer(request)
         if token is None:
             return refused(request) or _unauthorized(

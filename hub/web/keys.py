@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.storage.tables import Staff
 
@@ -34,6 +35,8 @@ class Caller:
 
 
 CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+# the read session a route guarded with `reads` shares with its handler (hub.web.auth_mw)
+SESSION_KEY: web.RequestKey[AsyncSession] = web.RequestKey("read_session", AsyncSession)
 
 
 def caller(request: web.Request) -> Caller:

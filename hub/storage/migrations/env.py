@@ -14,12 +14,23 @@ from hub.storage.tables import Base
 target_metadata = Base.metadata
 
 
+def _include_name(name: str | None, type_: str, _parents: Any) -> bool:
+    """Autogenerate leaves alone what a migration made beside the models: the search indexes
+    of 0004 (FTS5 tables with their shadow tables on SQLite, pg_trgm indexes)."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return "_fts" not in name
+    return not (type_ == "index" and name.endswith("_trgm"))
+
+
 def _configure(connection: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
