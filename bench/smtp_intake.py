@@ -121,7 +121,7 @@ async def hub_server(workdir: Path) -> AsyncIterator[tuple[int, Any]]:
     hub = Hub(settings)
     await hub.start()
     try:
-        yield hub.adapters.get("email").bound_port, hub  # type: ignore[union-attr]
+        yield hub.adapters.get("email").bound_port, hub
     finally:
         await hub.stop()
 

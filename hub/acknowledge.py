@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.model import DroppedAttachment, InboundMessage
-from hub.outbound import NoAddressOnChannel, outbox_id_for, queue_outbound
+from hub.outbound import NoAddressOnChannel, enqueue_outbound
 from hub.routing import AutoReply
 from hub.storage.tables import Conversation
 
@@ -93,7 +93,8 @@ class Acknowledger:
         return DROPPED[lang].format(files=lines, limit=limit)
 
     async def acknowledge(self, session: AsyncSession, conversation: Conversation,
-                          msg: InboundMessage, notices: Sequence[AutoReply] = ()) -> list[int]:
+                          msg: InboundMessage, notices: Sequence[AutoReply] = (), *,
+                          recipient: str | None = None) -> list[int]:
         """The one automatic mail for a new conversation; it carries the text of the
         auto-replies that fired with it (`notices`), so the citizen gets one mail, not two."""
         if msg.channel not in self.channels or conversation.acknowledged:
@@ -106,14 +107,14 @@ class Acknowledger:
                      "sender_name": msg.sender_name, "notices": "\n\n".join(notes)}
         title, body = self.render(language, variables)
         try:
-            message = await queue_outbound(session, conversation, body, subject=title,
-                                           automatic=True)
+            queued = await enqueue_outbound(session, conversation, body, subject=title,
+                                          automatic=True, recipient=recipient)
         except NoAddressOnChannel:
             return []
         conversation.acknowledged = True
         if notices:
             conversation.auto_replies_sent = (conversation.auto_replies_sent or 0) + len(notices)
-        return [await outbox_id_for(session, message.id)]
+        return [queued.outbox_id]
 
 
 def _megabytes(size: int) -> str:

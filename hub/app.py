@@ -15,11 +15,11 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub import audit, identities
 from hub.acknowledge import Acknowledger
-from hub.adapters.base import AdapterContext, AdapterRegistry, ChannelAdapter
+from hub.adapters.base import AdapterContext, AdapterRegistry, ChannelAdapter, KeepsConnections
 from hub.channels import configured_adapters
 from hub.config import Settings, load_settings
 from hub.events import EventBus, RedisRelay
@@ -35,7 +35,11 @@ from hub.status import StatusReporter
 from hub.storage.blobs import BlobStore
 from hub.storage.db import Database, upgrade
 
+if TYPE_CHECKING:
+    from hub.workers.delivery import DeliveryRunner
+
 log = logging.getLogger(__name__)
+LOCAL_JOBS = 64  # outbox ids a process's in-process jobs hold at once
 RULES_LIVE = "rules.live"  # audit action: a rule set went live (target_id: its version)
 T = TypeVar("T")
 
@@ -77,6 +81,8 @@ class Hub:
                 identities.register(adapter.name, adapter.normalize_identity)
         self._router: Router = DefaultQueueRouter(settings.routing.default_queue)
         self.rules: RuleReloader | None = None  # the live rule set, when a rules folder exists
+        self._delivery: DeliveryRunner | None = None
+        self._local_jobs: InProcessJobs | None = None
         self.jobs: Jobs = jobs or self._make_jobs()
         self.acknowledger = Acknowledger(
             channels=self.adapters.acknowledging(),
@@ -110,10 +116,27 @@ class Hub:
 
     def _make_jobs(self) -> Jobs:
         if self.settings.redis.url:
-            return RQJobs(self.settings.redis.url, self.settings.redis.queue_prefix)
-        from hub.workers.delivery import deliver_async
+            return RQJobs(self.settings.redis.url, self.settings.redis.queue_prefix,
+                          lost_after=self.settings.outbox.stale_after_seconds)
+        return self.local_jobs
 
-        return InProcessJobs(lambda outbox_id: deliver_async(self, outbox_id))
+    @property
+    def delivery(self) -> DeliveryRunner:
+        """This process's delivery runner (hub.workers.delivery)."""
+        if self._delivery is None:
+            from hub.workers.delivery import DeliveryRunner
+
+            self._delivery = DeliveryRunner(self)
+        return self._delivery
+
+    @property
+    def local_jobs(self) -> InProcessJobs:
+        """Deliveries on this process's loop: every job in embedded mode; in `hub worker`,
+        the ids its RQ jobs hand over."""
+        if self._local_jobs is None:
+            # More ids in hand than sends at once, so that claims and outcomes come in batches.
+            self._local_jobs = InProcessJobs(self.delivery.deliver_one, concurrency=LOCAL_JOBS)
+        return self._local_jobs
 
     def router(self) -> Router:
         return self._router
@@ -192,12 +215,25 @@ class Hub:
         if self.rules is not None:
             await self.rules.stop()
         await self.jobs.drain()
+        if self._local_jobs is not None and self._local_jobs is not self.jobs:
+            await self._local_jobs.drain()  # a worker's sends under way finish and are recorded
+        await self._close_connections()
         if self.event_relay is not None:
             await self.event_relay.close()
         await self.db.dispose()
         close = getattr(self.jobs, "close", None)
         if close is not None:
             close()
+
+    async def _close_connections(self) -> None:
+        for adapter in self.adapters.with_hook("connections"):
+            if not isinstance(adapter, KeepsConnections):
+                continue  # checked when registered: cannot happen
+            try:
+                await adapter.close_connections()
+            except Exception as exc:  # closing is a courtesy to the provider; stopping goes on
+                log.warning("adapter %s: could not close its connections: %s", adapter.name,
+                            type(exc).__name__)
 
     # -- worker processes -------------------------------------------------------------------
 

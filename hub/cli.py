@@ -20,6 +20,7 @@ from typing import Any
 from hub.adapters.base import CannotListen
 from hub.channels import unbuilt_channels
 from hub.config import ConfigError, Settings, load_settings
+from hub.gc_tuning import tune_after_start
 
 log = logging.getLogger("hub")
 
@@ -86,6 +87,7 @@ async def _serve(settings: Settings, ready: Callable[[list[str]], None] | None =
     mode = "embedded (in-process jobs)" if settings.embedded else "distributed (RQ on Redis)"
     for line in [f"{mode}, database {shown_url(settings.database.url)}", *_folders(settings)]:
         print(f"hub: {line}", flush=True)
+    tune_after_start()
     for address in listening:
         print(f"hub: listening on {address}", flush=True)
     if ready is not None:
@@ -132,11 +134,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     jobs = hub.jobs
     assert isinstance(jobs, RQJobs)
     # SimpleWorker runs jobs in this process: no fork per job, which caps RQ's default
-    # worker at a few dozen jobs per second.
+    # worker at a few dozen jobs per second. Its jobs hand their ids to the hub's loop thread
+    # (hub.workers.delivery), where the sends go on while the next job is fetched.
     connection = Redis.from_url(settings.redis.url)
     worker = SimpleWorker([jobs.queue], connection=connection)
+    tune_after_start()
     print(f"hub worker: consuming {jobs.queue.name}", flush=True)
-    worker.work(burst=args.burst, logging_level=settings.hub.log_level)
+    try:
+        worker.work(burst=args.burst, logging_level=settings.hub.log_level)
+    finally:
+        # Sends under way finish and are recorded; relay sessions are closed.
+        hub.run_sync(hub.stop())
     return 0
 
 

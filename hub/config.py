@@ -154,6 +154,13 @@ class TwilioSection(Section):
     api_base_url: str = ""
 
 
+class SmsSection(Section):
+    help_text: str = ("City Hall: text us your request and we will answer here. "
+                      "Reply STOP to stop texts, START to receive them again.")
+    max_segments: int = Field(default=10, ge=1, le=10)  # Twilio sends at most 1600 characters
+    max_media_bytes: int = Field(default=5_242_880, ge=1024)  # per MMS media file
+
+
 class TelegramSection(Section):
     token: SecretStr = SecretStr("")
     secret_token: SecretStr = SecretStr("")
@@ -178,7 +185,7 @@ class OutboxSection(Section):
 
 class SpoolSection(Section):
     quiet_ms: int = Field(default=50, ge=0)
-    max_delay_seconds: float = Field(default=2.0, ge=0)
+    max_delay_seconds: float = Field(default=0.25, ge=0)
     max_backlog: int = Field(default=10_000, ge=1)
     keep_days: int = Field(default=7, ge=1)
     # Parsing runs in child processes (0: on a thread, without an enforced time budget).
@@ -200,6 +207,7 @@ class Settings(Section):
     smtp: SmtpSection = SmtpSection()
     email: EmailSection = EmailSection()
     twilio: TwilioSection = TwilioSection()
+    sms: SmsSection = SmsSection()
     telegram: TelegramSection = TelegramSection()
     routing: RoutingSection = RoutingSection()
     outbox: OutboxSection = OutboxSection()

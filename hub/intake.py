@@ -17,17 +17,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import metrics
+from hub import lookups, metrics
 from hub.acknowledge import Acknowledger
 from hub.adapters.base import Unavailable
 from hub.events import Event, EventBus
 from hub.identities import InvalidAddress, normalize_address
+from hub.lookups import LIVE_STATUSES, Lookups
 from hub.model import (
     Accepted,
     ConversationStatus,
@@ -51,10 +52,10 @@ from hub.storage.blobs import BlobStore
 from hub.storage.bounded import column_limit
 from hub.storage.db import Database
 from hub.storage.errors import is_transient
-from hub.storage.groupcommit import GroupCommit
+from hub.storage.ids import ids
+from hub.storage.rows import add_row, write_rows_now
 from hub.storage.tables import (
     Attachment,
-    AutoReplyLog,
     Contact,
     Conversation,
     Identity,
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 
 ANOTHER_SENDER = "another_sender"
 CUT = "cut_to_fit"  # a value was longer than its column: stored cut (marked "…") or hashed
-LIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
 
 
 class IntakeUnavailable(Unavailable):
@@ -84,6 +84,17 @@ class _Stored:
     queue: str | None
 
 
+@dataclass(slots=True)
+class _Bounce:
+    stored: _Stored
+    message: Message
+    conversation: Conversation
+
+
+OPT_KEYWORDS = ("stop", "start")  # InboundMessage.meta["keyword"], set by SMS-like channels
+LOOKUPS = "hub.intake.lookups"  # the batch's Lookups, in the transaction's session.info
+
+
 class Intake:
     def __init__(
         self,
@@ -96,6 +107,7 @@ class Intake:
         acknowledger: Acknowledger | None = None,
         on_outbox: Callable[[Sequence[int]], object] | None = None,
         events: EventBus | None = None,
+        max_batch: int = 128,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -105,141 +117,210 @@ class Intake:
         self._ack = acknowledger
         self._on_outbox = on_outbox
         self._events = events
-        # SQLite has one writer: concurrent messages share a commit instead of queueing for one.
-        self._group = GroupCommit(db) if db.is_sqlite else None
+        self._max_batch = max_batch
+        # Messages that arrive while a batch is being stored go into the next one together:
+        # one transaction, one look-up per kind and one INSERT per table for all of them.
+        self._waiting: list[tuple[InboundMessage, list[str], asyncio.Future[Accepted]]] = []
+        self._runner: asyncio.Task[None] | None = None
 
     async def accept(self, msg: InboundMessage) -> Accepted:
-        return await self._accept_with_blobs(msg, await self._checked_blobs(msg))
+        outcome = (await self.accept_many([msg]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def accept_many(self, msgs: Sequence[InboundMessage]) -> list[Accepted | Exception]:
-        """Several messages, threaded in the order given; on SQLite they share one commit.
-
-        Each entry is that message's `Accepted` or the exception `accept` would have raised.
-        """
-        prepared: list[tuple[InboundMessage, list[str]] | Exception] = []
+        """Several messages, threaded in the order given, stored in as few transactions as
+        possible. Each entry is that message's `Accepted` or the exception `accept` raises."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Accepted] | Exception] = []
         for msg in msgs:
             try:
-                prepared.append((msg, await self._checked_blobs(msg)))
+                blob_ids = await self._checked_blobs(msg)
             except Exception as exc:
-                prepared.append(exc)
-
-        async def one(item: tuple[InboundMessage, list[str]] | Exception) -> Accepted | Exception:
+                futures.append(exc)
+                continue
+            future: asyncio.Future[Accepted] = loop.create_future()
+            self._waiting.append((msg, blob_ids, future))
+            futures.append(future)
+        if self._waiting and (self._runner is None or self._runner.done()):
+            self._runner = loop.create_task(self._store_waiting())
+        outcomes: list[Accepted | Exception] = []
+        for item in futures:
             if isinstance(item, Exception):
-                return item
+                outcomes.append(item)
+                continue
             try:
-                return await self._accept_with_blobs(*item)
+                outcomes.append(await item)
             except Exception as exc:
-                return exc
-
-        if self._group is None:
-            # Concurrent PostgreSQL transactions would not see each other's new conversations.
-            return [await one(item) for item in prepared]
-        # Tasks start in order and each queues its unit of work before its first await.
-        return list(await asyncio.gather(*(one(item) for item in prepared)))
+                outcomes.append(exc)
+        return outcomes
 
     async def _checked_blobs(self, msg: InboundMessage) -> list[str]:
         _check(msg)
         return [await self.blobs.put(a.data) for a in msg.attachments]
 
-    async def _accept_with_blobs(self, msg: InboundMessage, blob_ids: list[str]) -> Accepted:
-        started = time.perf_counter()
-        try:
-            stored = await self._store_once(msg, blob_ids)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise  # this message cannot be stored as it is: the caller counts it
-            log.error("intake could not commit %s message: %s", msg.channel, type(exc).__name__)
-            raise IntakeUnavailable(type(exc).__name__) from exc
-        metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
-        if stored.accepted.duplicate:
-            metrics.INBOUND_DUPLICATES.labels(msg.channel).inc()
-            return stored.accepted
-        metrics.INBOUND.labels(msg.channel).inc()
-        self._after_commit(stored)
-        return stored.accepted
-
-    async def _store_once(self, msg: InboundMessage, blob_ids: list[str]) -> _Stored:
-        try:
-            # No look-up first: the unique constraint catches a retry, and retries are rare.
-            if self._group is not None:
-                return await self._group.run(lambda session: self._store(session, msg, blob_ids))
-            async with self.db.transaction() as session:
-                return await self._store(session, msg, blob_ids)
-        except IntegrityError:
-            # Another accept of the same provider id committed first: answer with its row.
-            async with self.db.read() as session:
-                existing = await _find_existing(session, msg)
-            if existing is None:
+    async def _store_waiting(self) -> None:
+        while self._waiting:
+            batch = self._waiting[:self._max_batch]
+            del self._waiting[:self._max_batch]
+            started = time.perf_counter()
+            try:
+                outcomes = await self._store_batch([(msg, blobs) for msg, blobs, _ in batch])
+            except BaseException as exc:  # cancelled (the hub stops): nobody may wait forever
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(IntakeUnavailable(type(exc).__name__))
                 raise
-            return _Stored(existing, [], None)
+            seconds = (time.perf_counter() - started) / len(batch)
+            for (msg, _, future), outcome in zip(batch, outcomes, strict=True):
+                if not isinstance(outcome, Exception):
+                    metrics.INTAKE_SECONDS.observe(seconds)
+                    counter = (metrics.INBOUND_DUPLICATES if outcome.accepted.duplicate
+                               else metrics.INBOUND)
+                    counter.labels(msg.channel).inc()
+                if future.done():  # its caller gave up (cancelled): the outcome stands
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome.accepted)
+            self._after_commit([o for o in outcomes if isinstance(o, _Stored)])
 
-    def _after_commit(self, stored: _Stored) -> None:
-        if stored.outbox_ids and self._on_outbox is not None:
-            self._on_outbox(stored.outbox_ids)
-        if self._events is not None:
-            acc = stored.accepted
-            self._events.publish(Event("message.inbound", acc.conversation_id, stored.queue,
-                                       {"message_id": acc.message_id,
-                                        "new_conversation": acc.new_conversation}))
+    async def _store_batch(self, items: list[tuple[InboundMessage, list[str]]]
+                           ) -> list[_Stored | Exception]:
+        """The batch in one transaction; if that fails, each message in its own, so a message
+        that cannot be stored costs the others nothing but a second try."""
+        if len(items) > 1:
+            try:
+                return list(await self._transaction(items))
+            except Exception as exc:
+                log.info("intake batch of %s rolled back (%s); storing each on its own",
+                         len(items), type(exc).__name__)
+        return [await self._store_alone(item) for item in items]
+
+    async def _store_alone(self, item: tuple[InboundMessage, list[str]]) -> _Stored | Exception:
+        msg = item[0]
+        for attempt in (1, 2):
+            try:
+                return (await self._transaction([item]))[0]
+            except IntegrityError as exc:
+                # A concurrent intake (another process) stored this provider id or created this
+                # sender first: a second look sees its rows.
+                if attempt == 2:
+                    return exc
+            except Exception as exc:
+                if not is_transient(exc):
+                    return exc  # this message cannot be stored as it is: the caller counts it
+                log.error("intake could not commit %s message: %s", msg.channel,
+                          type(exc).__name__)
+                unavailable = IntakeUnavailable(type(exc).__name__)
+                unavailable.__cause__ = exc
+                return unavailable
+        raise AssertionError("unreachable")
+
+    async def _transaction(self, items: list[tuple[InboundMessage, list[str]]]) -> list[_Stored]:
+        router = self._router()
+        msgs = [msg for msg, _ in items]
+        async with self.db.transaction() as session:
+            with session.no_autoflush:
+                session.info[LOOKUPS] = await lookups.load(
+                    session, msgs, self._secret, history_days=router.history_days,
+                    once_per=router.uses_once_per)
+                await ids(session).reserve("messages", 2 * len(items))
+                await ids(session).reserve("conversations", len(items))
+                await ids(session).reserve("outbox", len(items))
+                stored = []
+                for msg, blob_ids in items:
+                    stored.append(await self._store(session, msg, blob_ids))
+                    await asyncio.sleep(0)  # a batch is milliseconds a message: let 250s out
+                return stored
+
+    def _after_commit(self, stored: Sequence[_Stored]) -> None:
+        outbox_ids = [i for one in stored if not one.accepted.duplicate for i in one.outbox_ids]
+        if outbox_ids and self._on_outbox is not None:
+            self._on_outbox(outbox_ids)
+        if self._events is None:
+            return
+        for one in stored:
+            acc = one.accepted
+            if not acc.duplicate:
+                self._events.publish(Event("message.inbound", acc.conversation_id, one.queue,
+                                           {"message_id": acc.message_id,
+                                            "new_conversation": acc.new_conversation}))
 
     async def _store(self, session: AsyncSession, msg: InboundMessage,
                      blob_ids: list[str]) -> _Stored:
+        """One message of the batch, in the batch's transaction, with the batch's look-ups."""
+        found: Lookups = session.info[LOOKUPS]
+        known = found.duplicate(msg)
+        if known is not None:
+            return _Stored(known, [], None)
         report = msg.delivery_report
         if report is not None:
             bounced = await self._store_delivery_report(session, msg, report)
             if bounced is not None:
-                return bounced
-        contact_id = await self._contact_for(session, msg)
-        conversation, rule, is_new = await self._thread(session, msg, contact_id)
-        message = _message_row(msg, conversation.id, rule)
+                found.remember(msg, bounced.message, bounced.conversation,
+                               bounced.conversation.contact_id, False)
+                return bounced.stored
+        contact_id = await self._contact_for(session, found, msg)
+        conversation, rule, is_new = await self._thread(session, found, msg, contact_id)
+        message = await _message_row(session, msg, conversation.id, rule)
         if conversation.contact_id != contact_id:
             # Joined by our own thread keys or a signed token, yet written by someone else (a
             # neighbour forwarding our reply): kept in the conversation, and said so to staff.
             message.flags = [*message.flags, ANOTHER_SENDER]
         session.add(message)
-        await session.flush()
         for attachment, sha in zip(msg.attachments, blob_ids, strict=True):
-            session.add(Attachment(
-                message_id=message.id, filename=attachment.filename,
-                content_type=attachment.content_type, size=len(attachment.data),
-                sha256=sha, content_id=attachment.content_id, inline=attachment.inline,
-            ))
+            add_row(session, Attachment, message_id=message.id, filename=attachment.filename,
+                    content_type=attachment.content_type, size=len(attachment.data),
+                    sha256=sha, content_id=attachment.content_id, inline=attachment.inline)
         _touch(conversation, msg)
-        if report and is_new:
-            # A bounce of nothing we sent: kept for the record, never in anybody's open work.
-            _file_unmatched_report(conversation, self._router().default_queue_name)
+        keyword = msg.meta.get("keyword")
+        if keyword in OPT_KEYWORDS:
+            await _opt(session, msg, opted_out=keyword == "stop")
+        if (report or keyword) and is_new:
+            # A bounce of nothing we sent, or a carrier keyword (STOP, HELP) with no request
+            # open: kept for the record, never in anybody's open work.
+            _file_closed(conversation, self._router().default_queue_name,
+                         "bounce" if report else f"keyword-{keyword}")
             outbox_ids: list[int] = []
+        elif keyword:
+            outbox_ids = []  # on the conversation for staff to see; never routed as a request
         else:
-            outbox_ids = await self._route_and_acknowledge(session, msg, conversation, message,
-                                                           contact_id, is_new)
-        await session.flush()
+            outbox_ids = await self._route_and_acknowledge(session, found, msg, conversation,
+                                                           message, contact_id, is_new)
+        found.remember(msg, message, conversation, contact_id, is_new)
         accepted = Accepted(message_id=message.id, conversation_id=conversation.id,
                             reference=conversation.reference, new_conversation=is_new)
         return _Stored(accepted, outbox_ids, conversation.queue)
 
     async def _store_delivery_report(self, session: AsyncSession, msg: InboundMessage,
-                                     report: DeliveryReport) -> _Stored | None:
+                                     report: DeliveryReport) -> _Bounce | None:
         """A bounce of one of our messages: mark it, keep the report in that conversation."""
         original = await apply_report(session, msg.channel, report)
         if original is None:
             return None
         conversation = await session.get_one(Conversation, original.conversation_id)
-        message = _message_row(msg, conversation.id, "delivery_report")
+        message = await _message_row(session, msg, conversation.id, "delivery_report")
         session.add(message)
-        await session.flush()
         accepted = Accepted(message_id=message.id, conversation_id=conversation.id,
                             reference=conversation.reference)
-        return _Stored(accepted, [], conversation.queue)
+        return _Bounce(_Stored(accepted, [], conversation.queue), message, conversation)
 
-    async def _contact_for(self, session: AsyncSession, msg: InboundMessage) -> int:
+    async def _contact_for(self, session: AsyncSession, found: Lookups,
+                           msg: InboundMessage) -> int:
         """The contact id for the sender, created with its identity on first contact."""
-        contact = await session.scalar(
-            select(Contact).join(Identity, Identity.contact_id == Contact.id)
-            .where(Identity.channel == msg.channel, Identity.address == msg.sender))
+        contact = found.contact(msg.channel, msg.sender)
         if contact is None:
-            contact_id = await _create_contact(session, msg)
+            contact = Contact(id=await ids(session).next("contacts"),
+                              name=msg.sender_name or None, language=msg.language,
+                              created_at=utcnow())
+            session.add(contact)
+            add_row(session, Identity, contact_id=contact.id, channel=msg.channel,
+                    address=msg.sender, created_at=utcnow())
+            found.add_contact(msg.channel, msg.sender, contact)
         else:
-            contact_id = contact.id
             if msg.sender_name and not contact.name:
                 contact.name = msg.sender_name
             if msg.language and not contact.language:
@@ -249,43 +330,47 @@ class Intake:
                 address = normalize_address(channel, address)
             except InvalidAddress:
                 continue
-            await _claim_identity(session, contact_id, channel, address)
-        return contact_id
+            if found.contact(channel, address) is None:
+                # Taken by another contact already: never move an identity silently.
+                await session.execute(_insert_ignoring_conflict(
+                    session, contact_id=contact.id, channel=channel, address=address))
+        return contact.id
 
-    async def _thread(self, session: AsyncSession, msg: InboundMessage,
+    async def _thread(self, session: AsyncSession, found: Lookups, msg: InboundMessage,
                       contact_id: int) -> tuple[Conversation, str, bool]:
         """Find the conversation this message continues, or open a new one; name the rule."""
-        found: Conversation | None = None
+        conversation: Conversation | None = None
         rule = "new"
         hints = msg.thread
         if hints.refs:
-            found, rule = await _by_refs(session, msg.channel, hints.refs), "references"
-        if found is None and hints.reply_token:
+            conversation, rule = found.by_refs(msg.channel, hints.refs), "references"
+        if conversation is None and hints.reply_token:
             conv_id = verify_reply_token(hints.reply_token, self._secret)
             if conv_id is not None:
-                found, rule = await session.get(Conversation, conv_id), "reply_token"
-        if found is None and hints.reference:
-            found, rule = await _by_reference(session, hints.reference, contact_id), "reference"
-        if found is None and hints.continue_latest:
-            found, rule = await _latest(session, msg.channel, contact_id), "latest"
+                conversation, rule = found.conversations.get(conv_id), "reply_token"
+        if conversation is None and hints.reference:
+            conversation, rule = found.by_reference(hints.reference, contact_id), "reference"
+        if conversation is None and hints.continue_latest:
+            conversation, rule = found.latest(msg.channel, contact_id), "latest"
         now = msg.received_at
-        if found is not None and self._can_continue(found, now):
+        if conversation is not None and self._can_continue(conversation, now):
             if msg.automatic:
-                return found, rule, False  # kept with the conversation; it changes nothing
-            if found.status == ConversationStatus.RESOLVED.value:
-                found.status = ConversationStatus.OPEN.value
-                found.resolved_at = None
-            elif found.status == ConversationStatus.PENDING.value:
-                found.status = ConversationStatus.OPEN.value
-            return found, rule, False
+                return conversation, rule, False  # kept with the conversation; changes nothing
+            if conversation.status == ConversationStatus.RESOLVED.value:
+                conversation.status = ConversationStatus.OPEN.value
+                conversation.resolved_at = None
+            elif conversation.status == ConversationStatus.PENDING.value:
+                conversation.status = ConversationStatus.OPEN.value
+            return conversation, rule, False
         conversation = Conversation(
+            id=await ids(session).next("conversations"),
             reference=new_reference(), contact_id=contact_id, channel=msg.channel,
             status=ConversationStatus.OPEN.value, priority="normal", tags=[],
-            subject=msg.subject or None, language=msg.language,
-            created_at=now, last_message_at=now,
+            subject=msg.subject or None, language=msg.language, spam=False,
+            auto_replies_sent=0, acknowledged=False, assignee_id=None, queue=None,
+            created_at=now, updated_at=utcnow(), last_message_at=now,
         )
         session.add(conversation)
-        await session.flush()
         return conversation, "new", True
 
     def _can_continue(self, conversation: Conversation, now: datetime) -> bool:
@@ -296,15 +381,17 @@ class Intake:
             return now - resolved_at <= self._reopen_window
         return False
 
-    async def _route_and_acknowledge(self, session: AsyncSession, msg: InboundMessage,
-                                     conversation: Conversation, message: Message,
-                                     contact_id: int, is_new: bool) -> list[int]:
+    async def _route_and_acknowledge(self, session: AsyncSession, found: Lookups,
+                                     msg: InboundMessage, conversation: Conversation,
+                                     message: Message, contact_id: int,
+                                     is_new: bool) -> list[int]:
         ack_due = is_new and self._ack is not None and self._ack.applies(msg)
         folded: list[AutoReply] | None = [] if ack_due else None
-        outbox_ids = await self._route(session, msg, conversation, message, contact_id, is_new,
-                                       folded)
+        outbox_ids = await self._route(session, found, msg, conversation, message, contact_id,
+                                       is_new, folded)
         if ack_due and self._ack is not None and not conversation.spam:
-            outbox_ids += await self._ack.acknowledge(session, conversation, msg, folded or ())
+            outbox_ids += await self._ack.acknowledge(session, conversation, msg, folded or (),
+                                                      recipient=msg.sender)
         return outbox_ids
 
     async def reroute(self, session: AsyncSession, conversation: Conversation) -> list[int]:
@@ -322,22 +409,27 @@ class Intake:
         conversation.spam, conversation.queue = False, None
         conversation.status = ConversationStatus.OPEN.value
         msg = replace(as_inbound(first, types), received_at=utcnow())  # as if it came now
-        return await self._route_and_acknowledge(session, msg, conversation, first,
+        router = self._router()
+        found = Lookups()
+        await lookups.load_for_routing(
+            session, found, [conversation.contact_id], [conversation.id], msg.received_at,
+            history_days=router.history_days, once_per=router.uses_once_per)
+        return await self._route_and_acknowledge(session, found, msg, conversation, first,
                                                  conversation.contact_id, True)
 
-    async def _route(self, session: AsyncSession, msg: InboundMessage, conversation: Conversation,
-                     message: Message, contact_id: int, is_new: bool,
-                     folded: list[AutoReply] | None) -> list[int]:
+    async def _route(self, session: AsyncSession, found: Lookups, msg: InboundMessage,
+                     conversation: Conversation, message: Message, contact_id: int,
+                     is_new: bool, folded: list[AutoReply] | None) -> list[int]:
         router = self._router()
         ctx = RoutingContext(
             message=msg,
             conversation=_snapshot(conversation, is_new),
             contact_id=contact_id,
             now=msg.received_at,
-            recent_inbound=await _recent_inbound(session, contact_id, message.id,
-                                                 router.history_days, msg.received_at),
+            recent_inbound=found.recent_inbound(contact_id, message.id, router.history_days,
+                                                msg.received_at),
             sent_auto_replies=(
-                await _live_once_per_keys(session, msg.received_at, contact_id, conversation.id)
+                found.live_once_per_keys(msg.received_at, contact_id, conversation.id)
                 if router.uses_once_per else frozenset()),
         )
         try:
@@ -347,8 +439,13 @@ class Intake:
             fallback = DefaultQueueRouter(router.default_queue_name)
             decision = fallback.decide(ctx)
             decision.trace.append({"error": f"rule engine failed: {type(exc).__name__}"})
+        found.opened_windows({
+            reply.once_per_key: msg.received_at + timedelta(seconds=reply.once_per_seconds)
+            for reply in decision.auto_replies if not (message.automatic or decision.spam)})
         return await apply_decision(session, conversation, message, decision,
-                                    now=msg.received_at, fold_into=folded)
+                                    now=msg.received_at, fold_into=folded,
+                                    pending=found.pending_timers(conversation.id),
+                                    recipient=msg.sender)
 
 
 def _check(msg: InboundMessage) -> None:
@@ -358,105 +455,19 @@ def _check(msg: InboundMessage) -> None:
         raise InvalidInbound("received_at must be timezone-aware")
 
 
-async def _find_existing(session: AsyncSession, msg: InboundMessage) -> Accepted | None:
-    row = (await session.execute(
-        select(Message.id, Message.conversation_id, Conversation.reference)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Message.channel == msg.channel, Message.provider_id == msg.provider_id)
-    )).first()
-    if row is None:
-        return None
-    return Accepted(message_id=row[0], conversation_id=row[1], reference=row[2], duplicate=True)
-
-
 def _insert_ignoring_conflict(session: AsyncSession, **values: object) -> Any:
-    """INSERT INTO identities ... ON CONFLICT DO NOTHING RETURNING contact_id.
-
-    No savepoint and no exception when a concurrent intake took the identity first: on
-    PostgreSQL the insert waits for that transaction and then inserts nothing.
-    """
+    """INSERT INTO identities ... ON CONFLICT DO NOTHING: no exception when another contact
+    holds the identity already (on PostgreSQL it waits for that transaction first)."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (insert(Identity).values(created_at=utcnow(), **values)
-            .on_conflict_do_nothing(index_elements=["channel", "address"])
-            .returning(Identity.contact_id))
+            .on_conflict_do_nothing(index_elements=["channel", "address"]))
 
 
-async def _create_contact(session: AsyncSession, msg: InboundMessage) -> int:
-    name = msg.sender_name or None
-    contact_id = await session.scalar(
-        insert(Contact).values(name=name, language=msg.language, created_at=utcnow())
-        .returning(Contact.id))
-    won = await session.scalar(_insert_ignoring_conflict(
-        session, contact_id=contact_id, channel=msg.channel, address=msg.sender))
-    if won is not None:
-        return int(won)
-    # Another intake created this sender a moment ago: use theirs, drop ours.
-    await session.execute(delete(Contact).where(Contact.id == contact_id))
-    existing = await session.scalar(select(Identity.contact_id).where(
-        Identity.channel == msg.channel, Identity.address == msg.sender))
-    assert existing is not None
-    return int(existing)
-
-
-async def _claim_identity(session: AsyncSession, contact_id: int, channel: str,
-                          address: str) -> None:
-    # Taken by another contact already: never move an identity silently.
-    await session.execute(_insert_ignoring_conflict(
-        session, contact_id=contact_id, channel=channel, address=address))
-
-
-async def _by_refs(session: AsyncSession, channel: str,
-                   refs: Sequence[str]) -> Conversation | None:
-    conv_id = await session.scalar(
-        select(Message.conversation_id)
-        .where(Message.channel == channel, Message.thread_key.in_(list(refs)[-50:]))
-        .order_by(Message.id.desc()).limit(1))
-    return None if conv_id is None else await session.get(Conversation, conv_id)
-
-
-async def _by_reference(session: AsyncSession, reference: str,
-                        contact_id: int) -> Conversation | None:
-    """Only the conversation's own contact may continue it by quoting its reference."""
-    return await session.scalar(
-        select(Conversation).where(Conversation.reference == reference.upper(),
-                                   Conversation.contact_id == contact_id))
-
-
-async def _latest(session: AsyncSession, channel: str, contact_id: int) -> Conversation | None:
-    return await session.scalar(
-        select(Conversation)
-        .where(Conversation.contact_id == contact_id, Conversation.channel == channel,
-               Conversation.status.in_([*LIVE_STATUSES, ConversationStatus.RESOLVED.value]))
-        .order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(1))
-
-
-async def _recent_inbound(session: AsyncSession, contact_id: int, exclude_id: int, days: int,
-                          now: datetime) -> tuple[datetime, ...]:
-    if days <= 0:
-        return ()
-    rows = await session.scalars(
-        select(Message.created_at)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.contact_id == contact_id, Message.direction == "inbound",
-               Message.id != exclude_id, Message.created_at >= now - timedelta(days=days))
-        .order_by(Message.created_at.desc()).limit(1000))
-    return tuple(rows)
-
-
-async def _live_once_per_keys(session: AsyncSession, now: datetime, contact_id: int,
-                              conversation_id: int) -> frozenset[str]:
-    """The once_per keys (`rule:<id>:contact:<n>` / `...:conversation:<n>`) still in force."""
-    rows = await session.scalars(
-        select(AutoReplyLog.once_per_key).where(
-            AutoReplyLog.expires_at > now,
-            AutoReplyLog.once_per_key.endswith(f":contact:{contact_id}")
-            | AutoReplyLog.once_per_key.endswith(f":conversation:{conversation_id}")))
-    return frozenset(rows)
-
-
-def _message_row(msg: InboundMessage, conversation_id: int, rule: str) -> Message:
+async def _message_row(session: AsyncSession, msg: InboundMessage, conversation_id: int,
+                       rule: str) -> Message:
     return Message(
+        id=await ids(session).next("messages"),
         conversation_id=conversation_id,
         direction=Direction.INBOUND.value,
         channel=msg.channel,
@@ -508,7 +519,15 @@ def _snapshot(conversation: Conversation, is_new: bool) -> ConversationSnapshot:
     )
 
 
-def _file_unmatched_report(conversation: Conversation, queue: str) -> None:
+def _file_closed(conversation: Conversation, queue: str, tag: str) -> None:
     conversation.status = ConversationStatus.CLOSED.value
     conversation.queue = queue
-    conversation.tags = ["bounce"]
+    conversation.tags = [tag]
+
+
+async def _opt(session: AsyncSession, msg: InboundMessage, *, opted_out: bool) -> None:
+    """STOP / START: the sender's identity on the channel opts out of (or back into) messages."""
+    await write_rows_now(session)  # the identity may have been created in this very batch
+    await session.execute(
+        update(Identity).where(Identity.channel == msg.channel, Identity.address == msg.sender)
+        .values(opted_out=opted_out, opted_out_at=msg.received_at if opted_out else None))

@@ -4,17 +4,44 @@ transaction; a delivery job sends it later (hub.workers.delivery)."""
 from __future__ import annotations
 
 import secrets
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.model import DeliveryStatus, Direction, OutboxState, utcnow
 from hub.routing.timers import cancel_timers
+from hub.storage.ids import ids
 from hub.storage.tables import Conversation, Identity, Message, OutboxItem
+
+
+class Queued(NamedTuple):
+    message: Message
+    outbox_id: int
 
 
 class NoAddressOnChannel(ValueError):
     """The contact has no identity on the channel the reply should go out on."""
+
+
+class OptedOut(NoAddressOnChannel):
+    """The citizen opted out on that channel (texted STOP, blocked the bot): nothing may be
+    sent to that address until they opt back in."""
+
+    code = "opted_out"
+
+
+# Channels where a citizen can opt out (SMS STOP, a blocked Telegram bot): only there does
+# queueing look the address up.
+OPT_OUT_CHANNELS = frozenset({"sms", "telegram"})
+
+
+async def is_opted_out(session: AsyncSession, channel: str, address: str) -> bool:
+    if channel not in OPT_OUT_CHANNELS:
+        return False
+    return bool(await session.scalar(
+        select(Identity.opted_out).where(Identity.channel == channel,
+                                         Identity.address == address)))
 
 
 async def recipient_for(session: AsyncSession, conversation: Conversation, channel: str) -> str:
@@ -40,7 +67,7 @@ async def recipient_for(session: AsyncSession, conversation: Conversation, chann
     return address
 
 
-async def queue_outbound(
+async def enqueue_outbound(
     session: AsyncSession,
     conversation: Conversation,
     body: str,
@@ -49,15 +76,24 @@ async def queue_outbound(
     automatic: bool = False,
     staff_id: int | None = None,
     channel: str | None = None,
-) -> Message:
-    """Create the outbound message and its outbox row in the caller's transaction."""
+    recipient: str | None = None,
+) -> Queued:
+    """Create the outbound message and its outbox row in the caller's transaction (written at
+    its next flush). `recipient` defaults to `recipient_for`: the intake knows it already.
+    To an address that opted out it raises OptedOut (a NoAddressOnChannel: the callers of
+    automatic messages, the acknowledgment and auto-replies, skip them)."""
     channel = channel or conversation.channel
+    recipient = recipient or await recipient_for(session, conversation, channel)
+    if await is_opted_out(session, channel, recipient):
+        raise OptedOut(f"the citizen opted out of {channel} messages")
     now = utcnow()
+    allocate = ids(session)
     message = Message(
+        id=await allocate.next("messages"),
         conversation_id=conversation.id,
         direction=Direction.OUTBOUND.value,
         channel=channel,
-        recipient=await recipient_for(session, conversation, channel),
+        recipient=recipient,
         subject=subject,
         body=body,
         automatic=automatic,
@@ -68,8 +104,9 @@ async def queue_outbound(
         created_at=now,
     )
     session.add(message)
-    await session.flush()
+    outbox_id = await allocate.next("outbox")
     session.add(OutboxItem(
+        id=outbox_id,
         message_id=message.id,
         channel=channel,
         state=OutboxState.PENDING.value,
@@ -82,9 +119,13 @@ async def queue_outbound(
     elif staff_id is not None:
         conversation.first_response_at = conversation.first_response_at or now
         await cancel_timers(session, conversation.id)
-    await session.flush()
-    return message
+    return Queued(message, outbox_id)
 
+
+async def queue_outbound(session: AsyncSession, conversation: Conversation, body: str,
+                         **options: Any) -> Message:
+    """`enqueue_outbound`, for a caller that needs only the message."""
+    return (await enqueue_outbound(session, conversation, body, **options)).message
 
 
 async def outbox_id_for(session: AsyncSession, message_id: int) -> int:

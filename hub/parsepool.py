@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from collections.abc import Callable
+import pickle
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -64,6 +65,24 @@ class ParsePool:
                     raise
         raise AssertionError("unreachable")
 
+    async def run_each(self, calls: Sequence[tuple[Callable[..., T], tuple[Any, ...]]]
+                       ) -> list[T | Exception]:
+        """Every fn(*args) of `calls`, in one trip to a child: each result, or the exception
+        that call raised. Past the budget (one hostile payload among them), each call goes
+        again on its own, so only that one ends as ParseTimeout."""
+        if len(calls) <= 1 or self.processes <= 0:
+            return [await self._one(fn, args) for fn, args in calls]
+        try:
+            return await self.run(_each, list(calls))
+        except (ParseTimeout, BrokenProcessPool):
+            return [await self._one(fn, args) for fn, args in calls]
+
+    async def _one(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T | Exception:
+        try:
+            return await self.run(fn, *args)
+        except Exception as exc:
+            return exc
+
     def _kill(self) -> None:
         executor, self._executor = self._executor, None
         if executor is None:
@@ -77,3 +96,22 @@ class ParsePool:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _each(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
+    """In the child: every call, an exception standing for its call's result."""
+    results: list[Any] = []
+    for fn, args in calls:
+        try:
+            results.append(fn(*args))
+        except Exception as exc:
+            results.append(exc if _picklable(exc) else RuntimeError(type(exc).__name__))
+    return results
+
+
+def _picklable(exc: Exception) -> bool:
+    try:
+        pickle.dumps(exc)
+    except Exception:
+        return False
+    return True

@@ -5,8 +5,9 @@ A sender's 250 means "it is on our disk", which costs one INSERT shared by every
 arrived meanwhile (one commit for a whole batch, also on SQLite). Parsing, threading, routing
 and the acknowledgment (milliseconds of work per message) happen afterwards, in arrival order.
 New arrivals go first: the spool is worked once intake has been quiet for `quiet`, and in any
-case once items have waited `max_delay`, so a burst is taken at wire speed and worked off right
-after it. Past `max_backlog` unworked items, `put` refuses (the channel answers "try later").
+case once items have waited `max_delay` (a quarter second), in small batches while arrivals go
+on; so a burst is taken at wire speed and a steady stream is worked within a second. Past
+`max_backlog` unworked items, `put` refuses (the channel answers "try later").
 
 Nothing acknowledged is lost and nothing is stored twice: an item stays `pending` until the
 intake committed its message; a crash in between means it is worked again at start, and the
@@ -54,6 +55,7 @@ MAX_KEY_CHARS = column_limit(SPOOL.c.dedupe_key)
 MAX_ATTEMPTS = 5
 BATCH_BYTES = 32 * 1024 * 1024  # payloads held in memory at once (one item may exceed it)
 STRIKES = 3
+PARSE_CHUNK = 32  # parsed while the chunk before it is stored
 POLL_SECONDS = 5.0  # items retried or spooled by another process are seen this soon
 
 
@@ -121,7 +123,8 @@ class Spool:
         try:
             if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
                 ids = await self.db.write_in_thread(
-                    lambda conn: _insert_rows_sqlite(conn, rows), single_statement=True)
+                    lambda conn: _insert_rows_sqlite(conn, rows), single_statement=True,
+                    urgent=True)
             else:
                 async with self.db.write_connection() as conn:
                     ids = await conn.run_sync(_insert_rows, self._insert_statement(), rows)
@@ -238,7 +241,7 @@ class WorkPolicy:
     """
 
     quiet: float = 0.05
-    max_delay: float = 2.0
+    max_delay: float = 0.25
     share: float = 0.5
 
     def wait_before_work(self, now: float, last_put: float, waiting_since: float) -> float:
@@ -246,6 +249,11 @@ class WorkPolicy:
         until_quiet = last_put + self.quiet - now
         until_overdue = waiting_since + self.max_delay - now
         return max(0.0, min(until_quiet, until_overdue))
+
+    def batch_size(self, full: int, now: float, last_put: float) -> int:
+        """While arrivals go on, small batches: on SQLite a batch holds the write lock that
+        the next 250's spool insert waits for; when it is quiet, whole ones."""
+        return full if now - last_put >= self.quiet else max(1, full // 16)
 
     def pause_after(self, busy: float, now: float, last_put: float) -> float:
         """Seconds to pause after a batch that took `busy` (0 when nothing is arriving)."""
@@ -267,7 +275,7 @@ class SpoolWorker:
     """Works pending items into the intake, oldest first, one task on the hub's loop."""
 
     def __init__(self, spool: Spool, intake: Any, parsers: Mapping[str, Parser], *,
-                 policy: WorkPolicy = WorkPolicy(), batch: int = 16,
+                 policy: WorkPolicy = WorkPolicy(), batch: int = 128,
                  pool: ParsePool | None = None) -> None:
         self.spool = spool
         self.intake = intake
@@ -289,6 +297,10 @@ class SpoolWorker:
         await self._count_pending()
         self._wake.set()  # whatever a crash or a stop left pending
         self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.pool is not None and self.pool.processes > 0 and not self.spool.backlog:
+            # The parse process and the parsers' imports take a second: not on the first mail.
+            await self.pool.run_each([(parse, (b"", {}, utcnow()))
+                                      for parse in self.parsers.values()])
 
     async def _count_pending(self) -> None:
         with contextlib.suppress(Exception):  # the database away: the old count stands
@@ -375,10 +387,7 @@ class SpoolWorker:
             except Exception as exc:
                 log.warning("spool: could not read pending items: %s", type(exc).__name__)
                 return -1
-            parsed = [await self._parse(item, payload) for item, payload in due]
-            messages = [msg for msg in parsed if not isinstance(msg, Exception)]
-            accepted = iter(await self.intake.accept_many(messages) if messages else [])
-            outcomes = [msg if isinstance(msg, Exception) else next(accepted) for msg in parsed]
+            outcomes = await self._parse_and_store(due)
             done: list[tuple[int, int]] = []
             failed: list[tuple[_Due, Exception]] = []
             unavailable: list[tuple[_Due, Exception]] = []
@@ -403,6 +412,27 @@ class SpoolWorker:
                 return -1
             return len(done) + len(failed)
 
+    async def _parse_and_store(self, due: list[tuple[_Due, bytes]]) -> list[Any]:
+        """Each item's `Accepted` or exception. The batch goes in chunks, the next one parsed
+        (in the parse process, on the other core) while this one is stored."""
+        chunks = [due[i:i + PARSE_CHUNK] for i in range(0, len(due), PARSE_CHUNK)]
+        outcomes: list[Any] = []
+        parsing = asyncio.ensure_future(self._parse_all(chunks[0])) if chunks else None
+        try:
+            for index in range(len(chunks)):
+                assert parsing is not None
+                parsed = await parsing
+                parsing = (asyncio.ensure_future(self._parse_all(chunks[index + 1]))
+                           if index + 1 < len(chunks) else None)
+                messages = [msg for msg in parsed if not isinstance(msg, Exception)]
+                accepted = iter(await self.intake.accept_many(messages) if messages else [])
+                outcomes += [msg if isinstance(msg, Exception) else next(accepted)
+                             for msg in parsed]
+        finally:
+            if parsing is not None:
+                parsing.cancel()
+        return outcomes
+
     def _struck_out(self, unavailable: list[tuple[_Due, Exception]]) -> list[tuple[_Due, Exception]]:
         """Items that failed as if the database were away while it answered, STRIKES times in a
         row: they may be the cause, so from now on they count, and cannot hold up the rest."""
@@ -423,7 +453,9 @@ class SpoolWorker:
                        SPOOL.c.attempts, func.length(SPOOL.c.payload))
                 .where(SPOOL.c.state == "pending", SPOOL.c.channel.in_(list(self.parsers)),
                        (SPOOL.c.next_attempt_at.is_(None)) | (SPOOL.c.next_attempt_at <= now))
-                .order_by(SPOOL.c.id).limit(self._batch))).all()
+                .order_by(SPOOL.c.id)
+                .limit(self.policy.batch_size(self._batch, time.monotonic(),
+                                              self.spool.last_put)))).all()
             chosen: list[_Due] = []
             budget = BATCH_BYTES
             for *fields, size in rows:
@@ -438,20 +470,24 @@ class SpoolWorker:
                 .where(SPOOL.c.id.in_([item.id for item in chosen])))).all())
         return [(item, payloads.get(item.id) or b"") for item in chosen]
 
-    async def _parse(self, item: _Due, payload: bytes) -> InboundMessage | Exception:
-        """Off the loop, within the pool's budget; past it or on a parser crash, the payload is
-        kept raw and flagged where the parser can do that, else the item fails this attempt."""
+    async def _parse_all(self, due: list[tuple[_Due, bytes]]) -> list[InboundMessage | Exception]:
+        """Off the loop, the whole batch in one trip to a parse process, each within the
+        pool's budget; past it or on a parser crash, the payload is kept raw and flagged where
+        the parser can do that, else the item fails this attempt."""
+        calls = [(self.parsers[item.channel], (payload, item.envelope, item.received_at))
+                 for item, payload in due]
+        if self.pool is not None:
+            results = await self.pool.run_each(calls)
+        else:
+            results = [await _in_thread(parse, args) for parse, args in calls]
+        return [result if not isinstance(result, Exception)
+                else await self._kept_raw(item, payload, result)
+                for (item, payload), result in zip(due, results, strict=True)]
+
+    async def _kept_raw(self, item: _Due, payload: bytes,
+                        error: Exception) -> InboundMessage | Exception:
         parse = self.parsers[item.channel]
-        args = (payload, item.envelope, item.received_at)
-        error: Exception
-        try:
-            if self.pool is not None:
-                return await self.pool.run(parse, *args)
-            return await asyncio.to_thread(parse, *args)
-        except ParseTimeout as exc:
-            reason, error = "parse_timeout", exc
-        except Exception as exc:
-            reason, error = "parse_error", exc
+        reason = "parse_timeout" if isinstance(error, ParseTimeout) else "parse_error"
         log.warning("spool item %s (%s): %s (%s); keeping it raw", item.id, item.channel,
                     reason, type(error).__name__)
         metrics.INBOUND_MALFORMED.labels(item.channel, reason).inc()
@@ -486,6 +522,13 @@ class SpoolWorker:
             # The reason goes to the item (`hub spool show`); the log gets no message content.
             log.warning("spool item %s (%s) failed, attempt %s of %s: %s", item.id,
                         item.channel, item.attempts + 1, MAX_ATTEMPTS, type(exc).__name__)
+
+
+async def _in_thread(parse: Parser, args: tuple[Any, ...]) -> InboundMessage | Exception:
+    try:
+        return await asyncio.to_thread(parse, *args)
+    except Exception as exc:
+        return exc
 
 
 def describe(exc: BaseException) -> str:

@@ -795,7 +795,8 @@ def _safe(read: Callable[[], _T], default: _T) -> _T:
 
 
 def _part_bytes(part: Message) -> bytes:
-    payload = part.get_payload()
+    # As parsed: get_payload() decodes text by its declared charset, which may be no codec.
+    payload = getattr(part, "_payload", None)
     if isinstance(payload, list):  # message/rfc822, message/delivery-status: sub-messages
         return b"\n".join(_message_bytes(m) for m in payload if isinstance(m, Message))
     try:
@@ -804,7 +805,7 @@ def _part_bytes(part: Message) -> bytes:
         data = None
     if isinstance(data, bytes):
         return data
-    return str(part.get_payload()).encode("utf-8", "surrogateescape")
+    return str(payload or "").encode("utf-8", "surrogateescape")
 
 
 class _AttachedMessagePolicy(Compat32):

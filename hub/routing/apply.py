@@ -11,7 +11,7 @@ caller enqueues after commit.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,9 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
-from hub.outbound import NoAddressOnChannel, outbox_id_for, queue_outbound
+from hub.model import utcnow
+from hub.outbound import NoAddressOnChannel, enqueue_outbound
 from hub.routing import AutoReply, RoutingDecision
 from hub.routing.explain import decision_dict
+from hub.storage.rows import add_row
 from hub.storage.tables import (
     AutoReplyLog,
     Conversation,
@@ -68,35 +70,37 @@ async def _assign(session: AsyncSession, conversation: Conversation, who: str | 
     return who
 
 
+async def pending_timers(session: AsyncSession,
+                         conversation_ids: list[int]) -> dict[int, set[tuple[str, str]]]:
+    """(rule id, step) of the timers still pending, per conversation."""
+    pending: dict[int, set[tuple[str, str]]] = {i: set() for i in conversation_ids}
+    if conversation_ids:
+        rows = await session.execute(
+            select(ConversationTimer.conversation_id, ConversationTimer.rule_id,
+                   ConversationTimer.step).where(
+                ConversationTimer.conversation_id.in_(conversation_ids),
+                ConversationTimer.state == "pending"))
+        for conversation_id, rule_id, step in rows:
+            pending[conversation_id].add((rule_id, step))
+    return pending
+
+
 async def _timers(
-    session: AsyncSession, conversation: Conversation, decision: RoutingDecision
+    session: AsyncSession, conversation: Conversation, decision: RoutingDecision,
+    pending: set[tuple[str, str]] | None,
 ) -> int:
     if not decision.timers:
         return 0
-    pending = set(
-        (
-            await session.execute(
-                select(ConversationTimer.rule_id, ConversationTimer.step).where(
-                    ConversationTimer.conversation_id == conversation.id,
-                    ConversationTimer.state == "pending",
-                )
-            )
-        ).all()
-    )
+    if pending is None:
+        pending = (await pending_timers(session, [conversation.id]))[conversation.id]
     created = 0
     for timer in decision.timers:
         if (timer.rule_id, timer.step) in pending:
             continue  # the clock started with an earlier unanswered message
-        session.add(
-            ConversationTimer(
-                conversation_id=conversation.id,
-                rule_id=timer.rule_id,
-                step=timer.step,
-                due_at=timer.due_at,
-                actions=timer.actions,
-                state="pending",
-            )
-        )
+        pending.add((timer.rule_id, timer.step))
+        add_row(session, ConversationTimer, conversation_id=conversation.id,
+                rule_id=timer.rule_id, step=timer.step, due_at=timer.due_at,
+                actions=timer.actions, state="pending", created_at=utcnow(), fired_at=None)
         created += 1
     return created
 
@@ -108,6 +112,7 @@ async def _auto_replies(
     decision: RoutingDecision,
     now: datetime,
     fold_into: list[AutoReply] | None,
+    recipient: str | None,
 ) -> list[int]:
     outbox_ids: list[int] = []
     if message.automatic or decision.spam:
@@ -118,8 +123,9 @@ async def _auto_replies(
             _log_once(session, conversation, reply, now)
             continue
         try:
-            out = await queue_outbound(
-                session, conversation, reply.body, subject=reply.subject, automatic=True
+            queued = await enqueue_outbound(
+                session, conversation, reply.body, subject=reply.subject, automatic=True,
+                recipient=recipient,
             )
         except NoAddressOnChannel:
             audit.record(
@@ -133,14 +139,15 @@ async def _auto_replies(
             )
             continue
         _log_once(session, conversation, reply, now)
-        outbox_ids.append(await outbox_id_for(session, out.id))
+        outbox_ids.append(queued.outbox_id)
     return outbox_ids
 
 
 def _log_once(session: AsyncSession, conversation: Conversation, reply: AutoReply,
               now: datetime) -> None:
-    session.add(AutoReplyLog(once_per_key=reply.once_per_key, conversation_id=conversation.id,
-                             sent_at=now, expires_at=now + timedelta(seconds=reply.once_per_seconds)))
+    add_row(session, AutoReplyLog, once_per_key=reply.once_per_key,
+            conversation_id=conversation.id, sent_at=now,
+            expires_at=now + timedelta(seconds=reply.once_per_seconds))
 
 
 async def apply_decision(
@@ -151,6 +158,8 @@ async def apply_decision(
     *,
     now: datetime,
     fold_into: list[AutoReply] | None = None,
+    pending: set[tuple[str, str]] | None = None,
+    recipient: str | None = None,
 ) -> list[int]:
     """Apply `decision` in the caller's transaction; return outbox ids to enqueue after commit.
 
@@ -159,19 +168,14 @@ async def apply_decision(
     citizen gets one automatic mail for one message. An automatic message starts no timer."""
     changed = _set_fields(conversation, decision)
     assigned = await _assign(session, conversation, decision.assign)
-    summary = decision_dict(decision)
+    summary = decision_dict(replace(decision, trace=[]))  # the trace is kept on its own
     summary.pop("trace", None)
-    session.add(
-        RoutingDecisionRow(
-            message_id=message.id,
-            conversation_id=conversation.id,
-            rules_version=decision.rules_version,
-            decision=summary,
-            trace=decision.trace,
-        )
-    )
-    timers = 0 if message.automatic else await _timers(session, conversation, decision)
-    outbox_ids = await _auto_replies(session, conversation, message, decision, now, fold_into)
+    add_row(session, RoutingDecisionRow, message_id=message.id,
+            conversation_id=conversation.id, rules_version=decision.rules_version,
+            decision=summary, trace=decision.trace, created_at=now)
+    timers = 0 if message.automatic else await _timers(session, conversation, decision, pending)
+    outbox_ids = await _auto_replies(session, conversation, message, decision, now, fold_into,
+                                     recipient)
     for note in decision.notifications:
         audit.record(
             session, "rules", "rules.notify", "conversation", conversation.id, **asdict(note)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from hub.routing import RoutingDecision
@@ -12,7 +11,7 @@ from hub.routing.redact import jsonable
 
 def decision_dict(d: RoutingDecision) -> dict[str, Any]:
     """A JSON-serialisable dict of the whole decision (datetimes as ISO strings)."""
-    return jsonable(asdict(d))
+    return dict(jsonable(d))
 
 
 def to_json(d: RoutingDecision) -> str:

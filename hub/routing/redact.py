@@ -34,6 +34,12 @@ def identity(value: str | None) -> str | None:
 
 
 def jsonable(value: Any) -> Any:
+    """Plain JSON values of `value`, dataclasses included (as `asdict` would give them)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None and not isinstance(value, type):
+        return {name: jsonable(getattr(value, name)) for name in fields}
     if isinstance(value, frozenset | set | tuple):
         return (
             sorted(jsonable(v) for v in value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -65,6 +66,46 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
 
+class WriteLock:
+    """SQLite's one writer, queued in-process: first come, first served, except that an
+    urgent writer (the spool's insert that a sender's 250 waits for) goes before every other
+    waiting one, so it waits at most for the transaction in progress."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._others: deque[asyncio.Future[None]] = deque()
+
+    @asynccontextmanager
+    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        if self._held or self._urgent or self._others:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            (self._urgent if urgent else self._others).append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed over just as we were cancelled: pass it on
+                elif waiter in (queue := self._urgent if urgent else self._others):
+                    queue.remove(waiter)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in (self._urgent, self._others):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the lock passes straight to it: still held
+                    return
+        self._held = False
+
+
 class Database:
     """Owns the engines; hands out read and write sessions."""
 
@@ -80,14 +121,16 @@ class Database:
             self.read_engine = create_async_engine(url, echo=echo, pool_size=pool_size)
             _sqlite_pragmas(self.read_engine.sync_engine, immediate=False)
         else:
+            # No JIT: the hub's statements are short, and JIT compiling one costs ~0.8 s.
             self.write_engine = create_async_engine(
-                url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                connect_args={"server_settings": {"jit": "off"}},
             )
             self.read_engine = self.write_engine
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # One writer at a time on SQLite: queue in-process instead of spinning on busy_timeout.
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._write_lock = WriteLock() if self.is_sqlite else None
         self._thread_connection: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
 
@@ -99,7 +142,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed on normal exit, rolled back on an exception."""
         if self._write_lock is not None:
-            async with self._write_lock, self._write_sessions() as session, session.begin():
+            async with (self._write_lock.hold(), self._write_sessions() as session,
+                        session.begin()):
                 yield session
         else:
             async with self._write_sessions() as session, session.begin():
@@ -109,21 +153,22 @@ class Database:
     async def write_connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core-level write transaction, for hot paths that need no ORM unit of work."""
         if self._write_lock is not None:
-            async with self._write_lock, self.write_engine.begin() as conn:
+            async with self._write_lock.hold(), self.write_engine.begin() as conn:
                 yield conn
         else:
             async with self.write_engine.begin() as conn:
                 yield conn
 
     async def write_in_thread(self, work: Callable[[sqlite3.Connection], T], *,
-                              single_statement: bool = False) -> T:
+                              single_statement: bool = False, urgent: bool = False) -> T:
         """SQLite only: run `work` on a plain sqlite3 connection, in one write transaction, on
         a writer thread of its own.
 
         aiosqlite makes every cursor call a round trip between the loop and its thread (nine
         for a one-statement transaction under SQLAlchemy); a hot path that needs neither the
         ORM nor SQL compilation does its whole transaction in one trip here. It takes the same
-        in-process write lock as every other writer. With `single_statement`, `work` writes
+        in-process write lock as every other writer (before them if `urgent`). With
+        `single_statement`, `work` writes
         with one statement, which SQLite makes atomic (and durable) on its own: no BEGIN/COMMIT.
         """
         assert self._write_lock is not None, "write_in_thread is for SQLite"
@@ -145,7 +190,7 @@ class Database:
             conn.execute("COMMIT")
             return result
 
-        async with self._write_lock:
+        async with self._write_lock.hold(urgent=urgent):
             return await asyncio.get_running_loop().run_in_executor(self._thread, transaction)
 
     @asynccontextmanager

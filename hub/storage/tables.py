@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     event,
+    false,
     insert,
     inspect,
 )
@@ -48,6 +49,11 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# FLUSH ORDER: the unit of work orders a flush's INSERTs by relationships, not by foreign keys.
+# The many-to-one links marked so exist only for that (never loaded: lazy="raise"), so that a
+# batch of rows with ids given in advance (hub.storage.ids) writes parents before children,
+# one multi-row statement per table, whatever order they were added in.
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -95,6 +101,9 @@ class Identity(Base):
     channel: Mapped[str] = mapped_column(String(16))
     address: Mapped[str] = mapped_column(KeyString(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The citizen said STOP (SMS) or blocked the bot: nothing is sent to this address (0005).
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    opted_out_at: Mapped[datetime | None]
     contact: Mapped[Contact] = relationship(back_populates="identities", lazy="raise")
 
 
@@ -166,6 +175,7 @@ class Conversation(Base):
     last_inbound_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+    _contact: Mapped[Contact] = relationship(lazy="raise")  # see FLUSH ORDER
 
 
 class ConversationTag(Base):
@@ -196,15 +206,17 @@ def _sync_tags(session: Session, _context: Any, _instances: Any) -> None:
 @event.listens_for(Session, "after_flush")
 def _write_tags(session: Session, _context: Any) -> None:
     pending: dict[Conversation, bool] = session.info.pop(_TAGS_PENDING, {})
-    for conversation, is_new in pending.items():
-        connection = session.connection()
-        if not is_new:
-            connection.execute(delete(ConversationTag).where(
-                ConversationTag.conversation_id == conversation.id))
-        tags = list(dict.fromkeys(str(t) for t in conversation.tags or ()))
-        if tags:
-            connection.execute(insert(ConversationTag), [
-                {"conversation_id": conversation.id, "tag": tag} for tag in tags])
+    if not pending:
+        return
+    connection = session.connection()
+    changed = [c.id for c, is_new in pending.items() if not is_new]
+    if changed:
+        connection.execute(delete(ConversationTag).where(
+            ConversationTag.conversation_id.in_(changed)))
+    rows = [{"conversation_id": c.id, "tag": tag} for c in pending
+            for tag in dict.fromkeys(str(t) for t in c.tags or ())]
+    if rows:
+        connection.execute(insert(ConversationTag), rows)
 
 
 _TAGS_PENDING = "hub.pending_tags"
@@ -240,6 +252,7 @@ class Message(Base):
     delivery_error: Mapped[str | None] = mapped_column(CleanText)
     received_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    _conversation: Mapped[Conversation] = relationship(lazy="raise")  # see FLUSH ORDER
 
 
 class Attachment(Base):
@@ -252,6 +265,7 @@ class Attachment(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     content_id: Mapped[str | None] = mapped_column(BoundedString(255))
     inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    _message: Mapped[Message] = relationship(lazy="raise")  # see FLUSH ORDER
 
 
 class OutboxItem(Base):
@@ -268,6 +282,7 @@ class OutboxItem(Base):
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    _message: Mapped[Message] = relationship(lazy="raise")  # see FLUSH ORDER
 
 
 class DeliveryEvent(Base):
@@ -278,6 +293,7 @@ class DeliveryEvent(Base):
     provider_id: Mapped[str | None] = mapped_column(KeyString(512))
     detail: Mapped[str | None] = mapped_column(CleanText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    _message: Mapped[Message] = relationship(lazy="raise")  # see FLUSH ORDER
 
 
 class RoutingDecisionRow(Base):
@@ -293,6 +309,8 @@ class RoutingDecisionRow(Base):
     decision: Mapped[dict[str, Any]] = mapped_column(CleanJSON, default=dict)
     trace: Mapped[list[Any]] = mapped_column(CleanJSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    _message: Mapped[Message] = relationship(lazy="raise")  # see FLUSH ORDER
+    _conversation: Mapped[Conversation] = relationship(lazy="raise")
 
 
 class ConversationTimer(Base):
@@ -309,6 +327,7 @@ class ConversationTimer(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|fired|cancelled
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     fired_at: Mapped[datetime | None]
+    _conversation: Mapped[Conversation] = relationship(lazy="raise")  # see FLUSH ORDER
 
 
 class AutoReplyLog(Base):
@@ -318,6 +337,7 @@ class AutoReplyLog(Base):
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    _conversation: Mapped[Conversation] = relationship(lazy="raise")  # see FLUSH ORDER
 
 
 class AuditEntry(Base):

@@ -1,0 +1,264 @@
+"""Ingest with the shipped configuration: N emails over SMTP until every one is a routed
+conversation with its acknowledgment queued, on SQLite and PostgreSQL, beside django-helpdesk's
+`get_email` on the same mails in the same run (bench/peers.py), rounds interleaved.
+
+The hub runs as shipped: acknowledgments on, the repository's `routing_rules/`, embedded jobs
+delivering to a local sink relay (a child process). The client sends from a child process with
+one reused connection per sender. The clock starts at the first MAIL FROM and stops when the
+last mail is a message in a conversation and every new conversation has its acknowledgment in
+the outbox (the hub's own database, read by the bench).
+
+    python bench/ingest.py [-n 1000] [-c 4] [-r 3] [--no-peer] [--backends sqlite,postgres]
+
+Figures only; nothing here asserts on timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import smtplib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script: bench.mails and bench.peers are importable
+DOMAIN = "city.example"
+PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def send_all(port: int, mails: list[bytes], concurrency: int) -> tuple[float, int]:
+    """(seconds, errors): every mail over SMTP, `concurrency` reused connections."""
+    errors: list[str] = []
+
+    def sender(share: list[bytes]) -> None:
+        client = smtplib.SMTP("127.0.0.1", port, timeout=120)
+        for raw in share:
+            try:
+                client.sendmail("citizen@example.org", [f"help@{DOMAIN}"], raw)
+            except smtplib.SMTPException as exc:
+                errors.append(type(exc).__name__)
+        client.quit()
+
+    threads = [threading.Thread(target=sender, args=(mails[i::concurrency],))
+               for i in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, len(errors)
+
+
+def _sink(port_queue: Any) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    class Discard:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            return "250 OK"
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: SMTP(Discard(), hostname="relay"),
+                                          "127.0.0.1", 0)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def start_relay(ctx: Any) -> tuple[Any, int]:
+    ports = ctx.Queue()
+    process = ctx.Process(target=_sink, args=(ports,), daemon=True)
+    process.start()
+    return process, int(ports.get(timeout=30))
+
+
+def shipped_settings(workdir: Path, url: str, relay_port: int) -> Any:
+    from hub.config import Settings
+
+    return Settings.model_validate({
+        "hub": {"data_dir": str(workdir / "data"), "secret_key": "bench"},
+        "database": {"url": url},
+        "smtp": {"host": "127.0.0.1", "port": 0, "domains": [DOMAIN]},
+        "email": {"relay_host": "127.0.0.1", "relay_port": relay_port, "acknowledge": True},
+        "routing": {"rules_dir": str(REPO / "routing_rules"), "watch": False},
+    })
+
+
+@asynccontextmanager
+async def shipped_hub(backend: str, pg_url: str, relay_port: int) -> AsyncIterator[Any]:
+    """The hub as shipped, started on a fresh migrated database of `backend`."""
+    from hub.storage.db import upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        drop = None
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
+        else:
+            url, drop = await pg_database(pg_url)
+        try:
+            await upgrade(url)
+            async with running_hub(shipped_settings(workdir, url, relay_port)) as hub:
+                yield hub
+        finally:
+            if drop is not None:
+                await drop()
+
+
+@asynccontextmanager
+async def running_hub(settings: Any) -> AsyncIterator[Any]:
+    from hub.app import Hub
+    from hub.gc_tuning import tune_after_start
+
+    hub = Hub(settings)
+    await hub.start()
+    tune_after_start()  # as `hub serve` does
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+
+
+async def worked(hub: Any) -> tuple[int, int, int]:
+    """(inbound messages, conversations, acknowledgment outbox rows) in the hub's database."""
+    from hub.storage.tables import Conversation, Message, OutboxItem
+
+    async with hub.db.read() as session:
+        inbound = await session.scalar(select(func.count()).select_from(Message)
+                                       .where(Message.direction == "inbound"))
+        conversations = await session.scalar(select(func.count()).select_from(Conversation))
+        acks = await session.scalar(select(func.count()).select_from(OutboxItem))
+    return int(inbound or 0), int(conversations or 0), int(acks or 0)
+
+
+async def hub_round(url: str, mails: list[bytes], concurrency: int, relay_port: int,
+                    pool: Any) -> tuple[float, float, dict[str, int]]:
+    """(mails/s until all worked, 250s/s, counts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if url == "sqlite":
+            url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
+        from hub.storage.db import upgrade
+
+        await upgrade(url)
+        async with running_hub(shipped_settings(workdir, url, relay_port)) as hub:
+            port = hub.adapters.get("email").bound_port
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            sending = loop.run_in_executor(
+                None, lambda: pool.apply(send_all, (port, mails, concurrency)))
+            send_seconds, errors = await sending
+            counts = await worked(hub)
+            while counts[0] < len(mails):
+                await asyncio.sleep(0.02)
+                counts = await worked(hub)
+            await wait_for_acks(hub, counts)
+            seconds = time.perf_counter() - started
+            inbound, conversations, acks = await worked(hub)
+    figures = {"inbound": inbound, "conversations": conversations, "acks": acks,
+               "send_errors": errors}
+    return len(mails) / seconds, len(mails) / send_seconds, figures
+
+
+async def wait_for_acks(hub: Any, counts: tuple[int, int, int]) -> None:
+    # Acknowledgments commit with their message, so once every message is in they are too.
+    _, conversations, acks = counts
+    if acks < conversations:
+        print(f"    note: {conversations - acks} conversations without an acknowledgment "
+              "(rules may suppress some)", flush=True)
+
+
+async def pg_database(base: str) -> tuple[str, Callable[[], Any]]:
+    import asyncpg
+
+    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+    dsn = base.replace("postgresql+asyncpg", "postgresql")
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    return base.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def median_line(label: str, rates: list[float], unit: str = "mails/s") -> float:
+    value = statistics.median(rates)
+    shown = ", ".join(f"{r:.1f}" for r in rates)
+    print(f"  {label:<44} {value:8.1f} {unit}   (rounds: {shown})", flush=True)
+    return value
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--count", type=int, default=1000)
+    parser.add_argument("-c", "--concurrency", type=int, default=4)
+    parser.add_argument("-r", "--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--no-peer", action="store_true", help="skip django-helpdesk")
+    args = parser.parse_args()
+
+    from bench.mails import make_mails
+
+    mails = make_mails(args.count)
+    ctx = multiprocessing.get_context("spawn")
+    relay, relay_port = start_relay(ctx)
+    results: dict[str, list[float]] = {}
+    sent: dict[str, list[float]] = {}
+    print(f"ingest of {args.count} mails, shipped config, load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        with ctx.Pool(1) as pool:
+            for round_no in range(1, args.rounds + 1):
+                for backend in args.backends.split(","):
+                    url, drop = ("sqlite", None) if backend == "sqlite" else \
+                        await pg_database(args.pg_url)
+                    try:
+                        rate, accept_rate, counts = await hub_round(
+                            url, mails, args.concurrency, relay_port, pool)
+                    finally:
+                        if drop is not None:
+                            await drop()
+                    results.setdefault(backend, []).append(rate)
+                    sent.setdefault(backend, []).append(accept_rate)
+                    print(f"  round {round_no} hub {backend}: {rate:.1f} mails/s worked, "
+                          f"250s at {accept_rate:.1f}/s, {counts}", flush=True)
+                if not args.no_peer:
+                    from bench.peers import run_helpdesk
+
+                    rate = (await asyncio.to_thread(run_helpdesk, mails, 1))[0]
+                    results.setdefault("helpdesk", []).append(rate)
+                    print(f"  round {round_no} django-helpdesk get_email: {rate:.1f} mails/s",
+                          flush=True)
+    finally:
+        relay.terminate()
+    print(f"\nmedians of {args.rounds} rounds (load average {os.getloadavg()[0]:.2f}):")
+    peer = median_line("django-helpdesk get_email, SQLite WAL", results["helpdesk"]) \
+        if "helpdesk" in results else None
+    for backend in args.backends.split(","):
+        hub_rate = median_line(f"hub {backend}, until routed + acknowledged", results[backend])
+        median_line(f"hub {backend}, SMTP 250s", sent[backend])
+        if peer:
+            print(f"  {'ratio hub ' + backend + ' / django-helpdesk':<44} {hub_rate / peer:8.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

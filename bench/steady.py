@@ -1,0 +1,140 @@
+"""Steady state: mail arriving at a steady rate (50/s) for a minute, each a new conversation; how
+long from its 250 until staff see it in the API, whether the hub keeps up, and its memory.
+
+The hub runs as `hub serve` does (shipped configuration: acknowledgments on, the repository's
+`routing_rules/`, embedded jobs delivering to a local sink relay), its HTTP API included. A
+child process sends at the set pace and records each mail's 250; the bench polls
+`GET /api/v1/conversations` as a staff member's screen would (every 50 ms) and notes when each
+subject first shows. At the end: p50/p99/max from 250 to visible, the spool backlog, the RSS
+of the hub at start and end.
+
+    python bench/steady.py [--rate 50] [--seconds 60] [--backend sqlite|postgres]
+
+Figures only; nothing here asserts on timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import smtplib
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ingest import PG_URL, shipped_hub, start_relay
+from hub.web.app import create_app
+
+POLL_SECONDS = 0.05
+
+
+def paced_sender(port: int, rate: float, seconds: float) -> dict[int, float]:
+    """Mail i at start + i/rate; returns {i: time.time() of its 250}."""
+    acked: dict[int, float] = {}
+    client = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    start = time.time()
+    for index in range(int(rate * seconds)):
+        delay = start + index / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        raw = (f"From: Resident {index} <resident{index}@example.org>\r\n"
+               f"To: help@city.example\r\nSubject: Steady {index}\r\n"
+               f"Message-ID: <steady-{index}@example.org>\r\n\r\n"
+               f"The bin on street {index} was not collected.\r\n").encode()
+        client.sendmail(f"resident{index}@example.org", ["help@city.example"], raw)
+        acked[index] = time.time()
+    client.quit()
+    return acked
+
+
+async def staff_token(hub: Any) -> str:
+    from hub.auth import create_token
+    from hub.staff import add_staff
+
+    async with hub.db.transaction() as session:
+        staff = await add_staff(session, "supervisor@city.example", name="Sam",
+                                role="supervisor")
+        return await create_token(session, staff)
+
+
+async def watch(base: str, token: str, seen: dict[int, float], stop: asyncio.Event) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        while not stop.is_set():
+            async with http.get(f"{base}/api/v1/conversations", params={"limit": "100"}) as resp:
+                body = await resp.json()
+            now = time.time()
+            for item in body.get("items", []):
+                subject = item.get("subject") or ""
+                if subject.startswith("Steady "):
+                    seen.setdefault(int(subject.split()[1]), now)
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgres"))
+    parser.add_argument("--pg-url", default=PG_URL)
+    args = parser.parse_args()
+    ctx = multiprocessing.get_context("spawn")
+    relay, relay_port = start_relay(ctx)
+    print(f"steady {args.rate:g} mails/s for {args.seconds:g} s on {args.backend}, load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        with ctx.Pool(1) as pool:
+            async with shipped_hub(args.backend, args.pg_url, relay_port) as hub:
+                runner = web.AppRunner(create_app(hub), access_log=None)
+                await runner.setup()
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                token = await staff_token(hub)
+                seen: dict[int, float] = {}
+                stop = asyncio.Event()
+                watcher = asyncio.create_task(
+                    watch(f"http://127.0.0.1:{http_port}", token, seen, stop))
+                rss_start = rss(os.getpid())
+                port = hub.adapters.get("email").bound_port
+                acked = await asyncio.get_running_loop().run_in_executor(
+                    None, pool.apply, paced_sender, (port, args.rate, args.seconds))
+                deadline = time.time() + 30
+                while len(seen) < len(acked) and time.time() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.1)  # the watcher fills `seen`; we only wait
+                stop.set()
+                await watcher
+                backlog = hub.spool.backlog
+                rss_end = rss(os.getpid())
+                await runner.cleanup()
+    finally:
+        relay.terminate()
+    delays = sorted(seen[i] - acked[i] for i in acked if i in seen)
+    missing = len(acked) - len(delays)
+    p99 = delays[min(len(delays) - 1, int(0.99 * len(delays)))]
+    sent_rate = len(acked) / (max(acked.values()) - min(acked.values()) or 1)
+    print(f"  sent {len(acked)} mails at {sent_rate:.1f}/s; not visible after 30 s: {missing}")
+    print(f"  250 -> visible in the API: p50 {statistics.median(delays) * 1000:.0f} ms, "
+          f"p99 {p99 * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms "
+          f"(the API is polled every {POLL_SECONDS * 1000:.0f} ms)")
+    print(f"  spool backlog at the end: {backlog}")
+    print(f"  hub RSS: {rss_start / 1e6:.0f} MB at start, {rss_end / 1e6:.0f} MB at end; "
+          f"load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
