@@ -30,6 +30,9 @@ class ChannelEntry:
 
 CHANNELS: tuple[ChannelEntry, ...] = (
     ChannelEntry("email", lambda s: s.smtp.enabled, "hub.adapters.email:EmailAdapter"),
+    ChannelEntry("sms", lambda s: bool(s.twilio.account_sid
+                                       and s.twilio.auth_token.get_secret_value()),
+                 "hub.adapters.sms.inbound:SmsAdapter"),
 )
 
 
@@ -39,16 +42,31 @@ def configured_adapters(settings: Settings, reply_secret: bytes) -> list[Channel
 
 # Credentials of channels that may not be in this build: (section, key, channel).
 _CREDENTIALS = (("twilio", "account_sid", "sms"), ("telegram", "token", "telegram"))
+# Keys a built channel needs together: some given without the others leave the channel off.
+_TOGETHER = {"sms": ("twilio", ("account_sid", "auth_token"))}
+
+
+def _given(settings: Settings, section: str, key: str) -> bool:
+    value = getattr(getattr(settings, section), key)
+    return bool(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
 
 
 def unbuilt_channels(settings: Settings) -> list[str]:
-    """Warnings for credentials given to a channel this build does not have: they do nothing."""
+    """Warnings for credentials that do nothing: given to a channel this build does not have,
+    or only some of those a channel needs."""
     built = {entry.name for entry in CHANNELS}
     warnings = []
     for section, key, channel in _CREDENTIALS:
-        value = getattr(getattr(settings, section), key)
-        given = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        if given and channel not in built:
+        if _given(settings, section, key) and channel not in built:
             warnings.append(f"[{section}] {key} is set, but this build has no {channel} "
                             "channel: it is ignored")
+    for channel, (section, keys) in _TOGETHER.items():
+        given = [key for key in keys if _given(settings, section, key)]
+        missing = [key for key in keys if key not in given]
+        if channel in built and given and missing:
+            warnings.append(f"[{section}] {', '.join(given)} is set, but {', '.join(missing)} "
+                            f"is empty: the {channel} channel is off")
+    if "sms" in built and _given(settings, "twilio", "auth_token") and _given(
+            settings, "twilio", "account_sid") and not settings.twilio.from_number:
+        warnings.append("[twilio] from_number is empty: texts to citizens cannot be sent")
     return warnings

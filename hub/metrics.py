@@ -31,3 +31,6 @@ INBOUND_MALFORMED = Counter("hub_inbound_malformed",
                             ["channel", "reason"], registry=REGISTRY)
 EVENTS_DROPPED = Counter("hub_events_dropped", "Live events that did not reach every subscriber",
                          ["reason"], registry=REGISTRY)
+WEBHOOK_REJECTED = Counter("hub_webhook_rejected",
+                           "Provider webhooks refused for a missing or invalid signature (403)",
+                           ["channel", "path", "reason"], registry=REGISTRY)

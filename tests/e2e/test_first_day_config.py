@@ -108,4 +108,4 @@ def test_serve_names_its_database_and_folder_and_warns_of_unbuilt_channels(
     text = "\n".join(lines)
     assert f"database sqlite {tmp_path / 'etc' / 'city.db'}" in text
     assert f"data folder {tmp_path / 'etc' / 'files'}" in text
-    assert "[twilio] account_sid is set, but this build has no sms channel" in text
+    assert "[twilio] account_sid is set, but auth_token is empty: the sms channel is off" in text
