@@ -226,7 +226,7 @@ class Intake:
             with session.no_autoflush:
                 session.info[LOOKUPS] = await lookups.load(
                     session, msgs, self._secret, history_days=router.history_days,
-                    once_per=router.uses_once_per)
+                    once_per=router.once_per_rules)
                 await ids(session).reserve("messages", 2 * len(items))
                 await ids(session).reserve("conversations", len(items))
                 await ids(session).reserve("outbox", len(items))
@@ -413,7 +413,7 @@ class Intake:
         found = Lookups()
         await lookups.load_for_routing(
             session, found, [conversation.contact_id], [conversation.id], msg.received_at,
-            history_days=router.history_days, once_per=router.uses_once_per)
+            history_days=router.history_days, once_per=router.once_per_rules)
         return await self._route_and_acknowledge(session, found, msg, conversation, first,
                                                  conversation.contact_id, True)
 

@@ -119,7 +119,7 @@ class Lookups:
 
 
 async def load(session: AsyncSession, msgs: Sequence[InboundMessage], secret: bytes, *,
-               history_days: int, once_per: bool) -> Lookups:
+               history_days: int, once_per: frozenset[str]) -> Lookups:
     """Everything the batch `msgs` will ask, in a few statements."""
     found = Lookups()
     await _load_duplicates(session, msgs, found)
@@ -136,8 +136,9 @@ async def load(session: AsyncSession, msgs: Sequence[InboundMessage], secret: by
 
 async def load_for_routing(session: AsyncSession, found: Lookups, contact_ids: list[int],
                            conversation_ids: list[int], since: datetime, *, history_days: int,
-                           once_per: bool) -> None:
-    """The contacts' recent inbound messages, the open once_per windows and pending timers."""
+                           once_per: frozenset[str]) -> None:
+    """The contacts' recent inbound messages, the open once_per windows of the rules
+    `once_per` (those that can auto-reply) and pending timers."""
     found.timers.update(await pending_timers(session, conversation_ids))
     if history_days > 0 and contact_ids:
         rows = await session.execute(
@@ -149,12 +150,13 @@ async def load_for_routing(session: AsyncSession, found: Lookups, contact_ids: l
         for contact_id, message_id, created_at in rows:
             found.recent[contact_id].append((message_id, created_at))
     if once_per and (contact_ids or conversation_ids):
-        ends = [*(f":contact:{i}" for i in contact_ids),
-                *(f":conversation:{i}" for i in conversation_ids)]
+        # Exact keys (as the engine makes them), so the look-up is the key's index.
+        keys = [f"rule:{rule}:{scope}:{i}" for rule in sorted(once_per)
+                for scope, ids in (("contact", contact_ids), ("conversation", conversation_ids))
+                for i in ids]
         windows = await session.execute(
             select(AutoReplyLog.once_per_key, func.max(AutoReplyLog.expires_at))
-            .where(AutoReplyLog.expires_at > since,
-                   or_(*(AutoReplyLog.once_per_key.endswith(end) for end in ends)))
+            .where(AutoReplyLog.expires_at > since, AutoReplyLog.once_per_key.in_(keys))
             .group_by(AutoReplyLog.once_per_key))
         found.opened_windows({str(key): expires for key, expires in windows})
 

@@ -99,6 +99,11 @@ class Router(Protocol):
         ...
 
     @property
+    def once_per_rules(self) -> frozenset[str]:
+        """The ids of the rules that can auto-reply: their once_per keys are looked up exactly."""
+        ...
+
+    @property
     def default_queue_name(self) -> str:
         """Where a message goes when routing itself fails."""
         ...
@@ -122,6 +127,7 @@ class DefaultQueueRouter:
         return 0
 
     uses_once_per = False
+    once_per_rules: frozenset[str] = frozenset()
 
     def decide(self, ctx: RoutingContext) -> RoutingDecision:
         if not ctx.conversation.is_new:

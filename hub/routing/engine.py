@@ -225,7 +225,7 @@ class RuleSet:
         self.calendars = calendars
         self.root = root
         self.phases = {p: PhaseIndex([r for r in rules if r.phase == p]) for p in PHASES}
-        self._uses_once_per = any(r.then.auto_reply for r in rules)
+        self._once_per_rules = frozenset(r.id for r in rules if r.then.auto_reply)
         self._default_clock = Calendar(
             name="wall-clock",
             tz=env.zone(settings.timezone),
@@ -242,7 +242,11 @@ class RuleSet:
 
     @property
     def uses_once_per(self) -> bool:
-        return self._uses_once_per
+        return bool(self._once_per_rules)
+
+    @property
+    def once_per_rules(self) -> frozenset[str]:
+        return self._once_per_rules
 
     @property
     def default_queue_name(self) -> str:

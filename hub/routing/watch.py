@@ -66,6 +66,10 @@ class RuleReloader:
         return self.current.uses_once_per if self.current else False
 
     @property
+    def once_per_rules(self) -> frozenset[str]:
+        return self.current.once_per_rules if self.current else frozenset()
+
+    @property
     def default_queue_name(self) -> str:
         return self.current.default_queue if self.current else self.default_queue
 
