@@ -40,21 +40,19 @@ class IdAllocator:
             value = self._next[table]
             self._next[table] = value + 1
             return value
-        free = self._free.setdefault(table, [])
-        if not free:
-            rows = await self._session.scalars(_TAKE[table], {"n": BLOCK})
-            free.extend(sorted(rows, reverse=True))
-        return int(free.pop())
+        await self.reserve(table, 1)
+        return self._free[table].pop()
 
     async def reserve(self, table: str, count: int) -> None:
-        """PostgreSQL: make sure `count` ids are at hand in one round trip (a batch knows)."""
+        """PostgreSQL: make sure `count` ids are at hand, taking them in one round trip (a
+        batch knows how many it needs; one more id takes a block)."""
         if self._sqlite or count <= 0:
             return
         free = self._free.setdefault(table, [])
         if len(free) < count:
             rows = await self._session.scalars(_TAKE[table],
-                                               {"n": count - len(free) + BLOCK // 4})
-            free.extend(rows)
+                                               {"n": max(BLOCK, count - len(free))})
+            free.extend(int(row) for row in rows)
             free.sort(reverse=True)
 
 
