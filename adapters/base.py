@@ -49,19 +49,24 @@ class Capability(enum.Flag):
     THREADING = enum.auto()
     IDEMPOTENT_SEND = enum.auto()  # the provider dedupes by our idempotency key
     ACKNOWLEDGE = enum.auto()  # a new conversation gets an acknowledgment with its reference
+    SHORT_TEXT = enum.auto()  # read on a phone: automatic messages in their short form, no subject
 
 
 # -- errors both sides share ----------------------------------------------------------------------
 
 
 class DeliveryError(Exception):
-    """Base of send failures; `transient` decides retry versus dead letter."""
+    """Base of send failures; `transient` decides retry versus dead letter. `retry_after`
+    (seconds) is the provider's own word on when to try again (a 429's Retry-After), which
+    the outbox honours instead of its backoff."""
 
     transient: bool = True
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.retry_after = retry_after
 
 
 class TransientError(DeliveryError):
@@ -74,6 +79,19 @@ class PermanentError(DeliveryError):
     """Will never work: invalid recipient, rejected content. The item goes to dead letter."""
 
     transient = False
+
+
+class RecipientOptedOut(PermanentError):
+    """The provider says the citizen refuses our messages (Twilio 21610 after STOP, a blocked
+    Telegram bot): the item is dead and the identity is marked opted out, so later replies are
+    refused at once."""
+
+
+class FetchLater(Exception):
+    """Raised by a spool parser: the input is fine, but a part of it that lives at the
+    provider (an MMS picture, a Telegram file) cannot be fetched now. The spool tries again on
+    a longer schedule than for a parse failure (hours, not seconds), since the provider keeps
+    the file and its outage may last."""
 
 
 class InputRefused(Exception):
@@ -199,6 +217,17 @@ class KeepsConnections(Protocol):
     async def close_connections(self) -> None: ...
 
 
+@runtime_checkable
+class LimitsText(Protocol):
+    """Hook "limits": the channel cannot carry every text (an SMS of too many segments); the
+    hub asks before it queues a staff reply, so staff shorten it at once instead of finding
+    it dead later."""
+
+    def too_long(self, body: str) -> str | None:
+        """Why `body` cannot be sent on this channel, or None when it can."""
+        ...
+
+
 HOOKS: dict[str, tuple[type, tuple[str, ...]]] = {
     # hook name: (protocol, the coroutine methods it must have)
     "spool": (Spooling, ()),
@@ -206,10 +235,11 @@ HOOKS: dict[str, tuple[type, tuple[str, ...]]] = {
     "listener": (RunsOnLoop, ("start", "stop")),
     "identity": (NormalizesIdentity, ()),
     "connections": (KeepsConnections, ("close_connections",)),
+    "limits": (LimitsText, ()),
 }
 _HOOK_MEMBERS = {"spool_parser": "spool", "routes": "routes", "start": "listener",
                  "stop": "listener", "normalize_identity": "identity",
-                 "close_connections": "connections"}
+                 "close_connections": "connections", "too_long": "limits"}
 
 
 class AdapterError(ValueError):
@@ -281,8 +311,17 @@ class AdapterRegistry:
                 for a in self.with_hook("spool")}
 
     def acknowledging(self) -> set[str]:
-        return {a.name for a in self._adapters.values()
-                if Capability.ACKNOWLEDGE in a.capabilities}
+        return self.capable(Capability.ACKNOWLEDGE)
+
+    def capable(self, capability: Capability) -> set[str]:
+        return {a.name for a in self._adapters.values() if capability in a.capabilities}
+
+    def too_long(self, channel: str, body: str) -> str | None:
+        """Why `body` cannot be sent on `channel` (its "limits" hook), or None."""
+        adapter = self._adapters.get(channel)
+        if adapter is None or "limits" not in adapter.hooks:
+            return None
+        return adapter.too_long(body)  # type: ignore[attr-defined]
 
 
 AdapterFactory = Callable[["Settings", bytes], ChannelAdapter]

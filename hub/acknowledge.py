@@ -41,17 +41,28 @@ BUILTIN = {
            "escribirnos sobre este tema.\n"),
 }
 
+# Phone channels (SMS, Telegram): one short text, no subject. The reference is all the citizen
+# needs; answering in the same chat continues the request.
+SHORT = {
+    "en": "City Hall: we received your message. Your reference is {reference}. Reply here to add "
+          "to it.",
+    "es": "Ayuntamiento: hemos recibido su mensaje. Su referencia es {reference}. Responda aquí "
+          "para añadir algo.",
+}
+
 # (template name, language, variables) -> (subject, body), only when the rule folder has that
 # template in exactly that language
 TemplateLookup = Callable[[str, str, dict[str, Any]], tuple[str, str] | None]
 ACKNOWLEDGMENT = "acknowledgment"
+SHORT_ACKNOWLEDGMENT = "acknowledgment_short"
 
 
 class Acknowledger:
     def __init__(self, *, channels: set[str], default_language: str,
                  templates: TemplateLookup | None = None,
-                 attachment_limit: int = 10_485_760) -> None:
+                 attachment_limit: int = 10_485_760, short: frozenset[str] = frozenset()) -> None:
         self.channels = channels
+        self.short = short  # channels read on a phone: the short form, no subject
         self.default_language = default_language
         self.templates = templates
         self.attachment_limit = attachment_limit
@@ -74,6 +85,22 @@ class Acknowledger:
             if lang in BUILTIN:
                 return _builtin(lang, reference, variables)
         raise AssertionError("the English built-in template always exists")
+
+    def render_short(self, language: str | None, variables: dict[str, Any]) -> str:
+        """The text for a phone: the rule folder's `acknowledgment_short` template, else the
+        built-in one, in the first language of (language, default, English) that has one."""
+        for lang in (language, self.default_language, "en"):
+            if not lang:
+                continue
+            if self.templates is not None:
+                found = self.templates(SHORT_ACKNOWLEDGMENT, lang, {**variables, "language": lang})
+                if found is not None:
+                    return found[1].strip()
+            if lang in SHORT:
+                notices = variables.get("notices")
+                text = SHORT[lang].format(reference=variables["reference"])
+                return f"{text}\n\n{notices}" if notices else text
+        raise AssertionError("the English built-in short text always exists")
 
     def notice(self, reply: AutoReply) -> str:
         """An auto-reply's text as a part of the acknowledgment (`embedded` in its template:
@@ -105,7 +132,11 @@ class Acknowledger:
             notes.append(self.dropped(language, msg.dropped_attachments))
         variables = {"reference": conversation.reference, "subject": msg.subject,
                      "sender_name": msg.sender_name, "notices": "\n\n".join(notes)}
-        title, body = self.render(language, variables)
+        title: str | None
+        if msg.channel in self.short:
+            title, body = None, self.render_short(language, variables)
+        else:
+            title, body = self.render(language, variables)
         try:
             queued = await enqueue_outbound(session, conversation, body, subject=title,
                                           automatic=True, recipient=recipient)

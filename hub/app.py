@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub import audit, identities
 from hub.acknowledge import Acknowledger
-from hub.adapters.base import AdapterContext, AdapterRegistry, ChannelAdapter, KeepsConnections
+from hub.adapters.base import (
+    AdapterContext,
+    AdapterRegistry,
+    Capability,
+    ChannelAdapter,
+    KeepsConnections,
+)
 from hub.channels import configured_adapters
 from hub.config import Settings, load_settings
 from hub.events import EventBus, RedisRelay
@@ -89,6 +95,7 @@ class Hub:
             default_language=settings.hub.default_language,
             templates=self._template,
             attachment_limit=settings.smtp.max_attachment_bytes,
+            short=frozenset(self.adapters.capable(Capability.SHORT_TEXT)),
         )
         self.intake = Intake(
             self.db, self.blobs,

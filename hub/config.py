@@ -159,6 +159,7 @@ class SmsSection(Section):
                       "Reply STOP to stop texts, START to receive them again.")
     max_segments: int = Field(default=10, ge=1, le=10)  # Twilio sends at most 1600 characters
     max_media_bytes: int = Field(default=5_242_880, ge=1024)  # per MMS media file
+    acknowledge: bool = True
 
 
 class TelegramSection(Section):

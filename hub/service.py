@@ -12,10 +12,10 @@ callers turn into their own answers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Container, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Row, Select, and_, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -268,16 +268,27 @@ async def _act(db: Database, publish: Publish, actor: Staff, conversation_id: in
     return conversation
 
 
+class Channels(Protocol):
+    """The configured channels (the adapter registry): which exist, and what each can carry."""
+
+    def __contains__(self, channel: object) -> bool: ...
+
+    def too_long(self, channel: str, body: str) -> str | None: ...
+
+
 async def reply(db: Database, actor: Staff, conversation_id: int, body: str, *,
-                channel: str | None = None, channels: Container[str],
+                channel: str | None = None, channels: Channels,
                 submit_delivery: SubmitDelivery, publish: Publish) -> Message:
     """Queue a reply to the citizen on `channel` (default: the conversation's own), which must
-    be among the configured `channels` and where the contact must have an address."""
+    be among the configured `channels`, able to carry `body`, and where the contact must have
+    an address that has not opted out."""
     async with db.transaction() as session:
         conversation = await conversation_for(session, actor, conversation_id, for_update=True)
         channel = channel or conversation.channel
         if channel not in channels:
             raise Invalid(f"channel: {channel} is not configured", "no_channel")
+        if why := channels.too_long(channel, body):
+            raise Invalid(f"body: {why}", "too_long")
         try:
             message, outbox_id = await enqueue_outbound(session, conversation, body,
                                                       staff_id=actor.id, channel=channel)

@@ -25,7 +25,7 @@ import logging
 import pickle
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -33,9 +33,10 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import metrics
-from hub.adapters.base import Busy, Unavailable
+from hub.adapters.base import Busy, FetchLater, Unavailable
 from hub.intake import IntakeUnavailable
 from hub.model import InboundMessage, SpoolItem, SpoolReceipt, utcnow
 from hub.parsepool import ParsePool, ParseTimeout
@@ -53,6 +54,9 @@ Parser = Callable[[bytes, Mapping[str, Any], datetime], InboundMessage]
 SPOOL = cast(Table, SpoolEntry.__table__)
 MAX_KEY_CHARS = column_limit(SPOOL.c.dedupe_key)
 MAX_ATTEMPTS = 5
+# A part the provider keeps (FetchLater): tried again for about five hours, at most hourly.
+FETCH_ATTEMPTS = 15
+MAX_RETRY_SECONDS = 3600
 BATCH_BYTES = 32 * 1024 * 1024  # payloads held in memory at once (one item may exceed it)
 STRIKES = 3
 PARSE_CHUNK = 32  # parsed while the chunk before it is stored
@@ -383,34 +387,55 @@ class SpoolWorker:
         """Work up to one batch of due items: how many were settled, -1 if the database failed."""
         async with self._working:
             try:
-                due = await self._due()
-            except Exception as exc:
-                log.warning("spool: could not read pending items: %s", type(exc).__name__)
-                return -1
-            outcomes = await self._parse_and_store(due)
-            done: list[tuple[int, int]] = []
-            failed: list[tuple[_Due, Exception]] = []
-            unavailable: list[tuple[_Due, Exception]] = []
-            for (item, _), outcome in zip(due, outcomes, strict=True):
-                if not isinstance(outcome, Exception):
-                    self._strikes.pop(item.id, None)
-                    done.append((item.id, int(outcome.message_id)))
-                elif _is_unavailable(outcome):
-                    unavailable.append((item, outcome))  # not the item's fault: not counted
-                else:
-                    failed.append((item, outcome))
-            if unavailable:
-                up = bool(done or failed) or await self.spool.db.ping()
-                failed += self._struck_out(unavailable) if up else []
-                if not done and not failed:
-                    return -1  # the database is away (or may be): back off, nothing counted
-            try:
-                await self._settle(done, failed)
+                async with self._claiming() as claim:
+                    return await self._work(claim)
             except Exception as exc:
                 # Not recorded, so worked again later: the intake's dedupe makes that harmless.
                 log.warning("spool: could not record worked items: %s", type(exc).__name__)
                 return -1
-            return len(done) + len(failed)
+
+    @contextlib.asynccontextmanager
+    async def _claiming(self) -> AsyncIterator[AsyncConnection | None]:
+        """Several `hub serve` may work one spool on PostgreSQL: a batch's rows stay locked
+        (FOR UPDATE SKIP LOCKED) in this transaction until their outcomes are recorded in it,
+        so each item is worked by one process; one that dies lets go of its rows with its
+        connection, and no lease has to run out. SQLite is worked by one process: None."""
+        if self.spool.db.is_sqlite:
+            yield None
+            return
+        async with self.spool.db.write_engine.begin() as conn:
+            yield conn
+
+    async def _work(self, claim: AsyncConnection | None) -> int:
+        try:
+            due = await self._due(claim)
+        except Exception as exc:
+            log.warning("spool: could not read pending items: %s", type(exc).__name__)
+            return -1
+        outcomes = await self._parse_and_store(due)
+        done: list[tuple[int, int]] = []
+        failed: list[tuple[_Due, Exception]] = []
+        unavailable: list[tuple[_Due, Exception]] = []
+        for (item, _), outcome in zip(due, outcomes, strict=True):
+            if not isinstance(outcome, Exception):
+                self._strikes.pop(item.id, None)
+                done.append((item.id, int(outcome.message_id)))
+            elif _is_unavailable(outcome):
+                unavailable.append((item, outcome))  # not the item's fault: not counted
+            else:
+                failed.append((item, outcome))
+        if unavailable:
+            up = bool(done or failed) or await self.spool.db.ping()
+            failed += self._struck_out(unavailable) if up else []
+            if not done and not failed:
+                return -1  # the database is away (or may be): back off, nothing counted
+        try:
+            await self._settle(done, failed, claim)
+        except Exception as exc:
+            # Not recorded, so worked again later: the intake's dedupe makes that harmless.
+            log.warning("spool: could not record worked items: %s", type(exc).__name__)
+            return -1
+        return len(done) + len(failed)
 
     async def _parse_and_store(self, due: list[tuple[_Due, bytes]]) -> list[Any]:
         """Each item's `Accepted` or exception. The batch goes in chunks, the next one parsed
@@ -444,30 +469,37 @@ class SpoolWorker:
                 out.append((item, exc))
         return out
 
-    async def _due(self) -> list[tuple[_Due, bytes]]:
-        """The oldest due items with their payloads, as many as fit the batch's byte budget."""
-        now = utcnow()
+    async def _due(self, claim: AsyncConnection | None) -> list[tuple[_Due, bytes]]:
+        """The oldest due items with their payloads, as many as fit the batch's byte budget;
+        with a `claim`, only those no other process holds, locked until it ends."""
+        if claim is not None:
+            return await self._due_on(claim, lock=True)
         async with self.spool.db.read() as session:
-            rows = (await session.execute(
-                select(SPOOL.c.id, SPOOL.c.channel, SPOOL.c.envelope, SPOOL.c.received_at,
-                       SPOOL.c.attempts, func.length(SPOOL.c.payload))
-                .where(SPOOL.c.state == "pending", SPOOL.c.channel.in_(list(self.parsers)),
-                       (SPOOL.c.next_attempt_at.is_(None)) | (SPOOL.c.next_attempt_at <= now))
-                .order_by(SPOOL.c.id)
-                .limit(self.policy.batch_size(self._batch, time.monotonic(),
-                                              self.spool.last_put)))).all()
-            chosen: list[_Due] = []
-            budget = BATCH_BYTES
-            for *fields, size in rows:
-                if chosen and (size or 0) > budget:
-                    break
-                chosen.append(_Due(*fields))
-                budget -= size or 0
-            if not chosen:
-                return []
-            payloads = dict((await session.execute(
-                select(SPOOL.c.id, SPOOL.c.payload)
-                .where(SPOOL.c.id.in_([item.id for item in chosen])))).all())
+            return await self._due_on(await session.connection(), lock=False)
+
+    async def _due_on(self, conn: AsyncConnection, *, lock: bool) -> list[tuple[_Due, bytes]]:
+        now = utcnow()
+        due = (select(SPOOL.c.id, SPOOL.c.channel, SPOOL.c.envelope, SPOOL.c.received_at,
+                      SPOOL.c.attempts, func.length(SPOOL.c.payload))
+               .where(SPOOL.c.state == "pending", SPOOL.c.channel.in_(list(self.parsers)),
+                      (SPOOL.c.next_attempt_at.is_(None)) | (SPOOL.c.next_attempt_at <= now))
+               .order_by(SPOOL.c.id)
+               .limit(self.policy.batch_size(self._batch, time.monotonic(),
+                                             self.spool.last_put)))
+        if lock:  # rows another process holds are passed over, not waited for
+            due = due.with_for_update(skip_locked=True)
+        chosen: list[_Due] = []
+        budget = BATCH_BYTES
+        for *fields, size in (await conn.execute(due)).all():
+            if chosen and (size or 0) > budget:
+                break
+            chosen.append(_Due(*fields))
+            budget -= size or 0
+        if not chosen:
+            return []
+        payloads = dict((await conn.execute(
+            select(SPOOL.c.id, SPOOL.c.payload)
+            .where(SPOOL.c.id.in_([item.id for item in chosen])))).all())
         return [(item, payloads.get(item.id) or b"") for item in chosen]
 
     async def _parse_all(self, due: list[tuple[_Due, bytes]]) -> list[InboundMessage | Exception]:
@@ -480,7 +512,7 @@ class SpoolWorker:
             results = await self.pool.run_each(calls)
         else:
             results = [await _in_thread(parse, args) for parse, args in calls]
-        return [result if not isinstance(result, Exception)
+        return [result if not isinstance(result, Exception) or isinstance(result, FetchLater)
                 else await self._kept_raw(item, payload, result)
                 for (item, payload), result in zip(due, results, strict=True)]
 
@@ -500,28 +532,39 @@ class SpoolWorker:
         except Exception as exc:
             return exc
 
-    async def _settle(self, done: list[tuple[int, int]],
-                      failed: list[tuple[_Due, Exception]]) -> None:
+    async def _settle(self, done: list[tuple[int, int]], failed: list[tuple[_Due, Exception]],
+                      claim: AsyncConnection | None) -> None:
         if not done and not failed:
             return
+        if claim is not None:
+            await self._record(claim, done, failed)
+        else:
+            async with self.spool.db.write_connection() as conn:
+                await self._record(conn, done, failed)
+        self._count_out(done, failed)
+
+    async def _record(self, conn: AsyncConnection, done: list[tuple[int, int]],
+                      failed: list[tuple[_Due, Exception]]) -> None:
         now = utcnow()
-        async with self.spool.db.write_connection() as conn:
-            if done:
-                await conn.execute(
-                    update(SPOOL).where(SPOOL.c.id == bindparam("spool_id"))
-                    .values(state="done", payload=None, processed_at=now,
-                            message_id=bindparam("worked_message_id")),
-                    [{"spool_id": i, "worked_message_id": m} for i, m in done])
-            for item, exc in failed:
-                await conn.execute(update(SPOOL).where(SPOOL.c.id == item.id)
-                                   .values(**_failure(item, exc, now)))
-        gone = len(done) + sum(item.attempts + 1 >= MAX_ATTEMPTS for item, _ in failed)
+        if done:
+            await conn.execute(
+                update(SPOOL).where(SPOOL.c.id == bindparam("spool_id"))
+                .values(state="done", payload=None, processed_at=now,
+                        message_id=bindparam("worked_message_id")),
+                [{"spool_id": i, "worked_message_id": m} for i, m in done])
+        for item, exc in failed:
+            await conn.execute(update(SPOOL).where(SPOOL.c.id == item.id)
+                               .values(**_failure(item, exc, now)))
+
+    def _count_out(self, done: list[tuple[int, int]], failed: list[tuple[_Due, Exception]]) -> None:
+        gone = len(done) + sum(item.attempts + 1 >= attempts_allowed(exc) for item, exc in failed)
         self.spool.backlog = max(0, self.spool.backlog - gone)
         metrics.SPOOL_PENDING.set(self.spool.backlog)
         for item, exc in failed:
             # The reason goes to the item (`hub spool show`); the log gets no message content.
             log.warning("spool item %s (%s) failed, attempt %s of %s: %s", item.id,
-                        item.channel, item.attempts + 1, MAX_ATTEMPTS, type(exc).__name__)
+                        item.channel, item.attempts + 1, attempts_allowed(exc),
+                        type(exc).__name__)
 
 
 async def _in_thread(parse: Parser, args: tuple[Any, ...]) -> InboundMessage | Exception:
@@ -544,11 +587,15 @@ def describe(exc: BaseException) -> str:
 def _failure(item: _Due, exc: Exception, now: datetime) -> dict[str, Any]:
     attempts = item.attempts + 1
     error = describe(exc)
-    if attempts >= MAX_ATTEMPTS:
+    if attempts >= attempts_allowed(exc):
         metrics.SPOOL_FAILED.inc()
         return {"state": "failed", "attempts": attempts, "last_error": error}
     return {"attempts": attempts, "last_error": error,
-            "next_attempt_at": now + timedelta(seconds=2 ** attempts)}
+            "next_attempt_at": now + timedelta(seconds=min(2 ** attempts, MAX_RETRY_SECONDS))}
+
+
+def attempts_allowed(exc: Exception) -> int:
+    return FETCH_ATTEMPTS if isinstance(exc, FetchLater) else MAX_ATTEMPTS
 
 
 def _is_unavailable(exc: Exception) -> bool:

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.model import DeliveryStatus, Direction, OutboxState
 from hub.status import RANK, rank_sql
-from hub.storage.tables import Attachment, Conversation, DeliveryEvent, Message, OutboxItem
+from hub.storage.tables import (
+    Attachment,
+    Conversation,
+    DeliveryEvent,
+    Identity,
+    Message,
+    OutboxItem,
+)
 
 MAX_REFERENCES = 20  # thread keys named in References (the newest)
 
@@ -66,6 +73,7 @@ class Outcome:
     status: str = DeliveryStatus.SENT.value
     error: str | None = None
     next_attempt_at: datetime | None = None
+    opted_out: bool = False  # the provider says the recipient refuses our messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +209,7 @@ async def record(conn: AsyncConnection, outcomes: Sequence[Outcome],
         await conn.execute(_MESSAGE_FAILED, [
             {"m_id": o.item.message_id, "m_error": o.error,
              "m_rank": RANK[DeliveryStatus.FAILED.value]} for o in dead])
+        await _opt_out(conn, [o for o in dead if o.opted_out], now)
     events = [{"message_id": o.item.message_id, "status": o.status, "provider_id": o.provider_id,
                "detail": None, "created_at": now} for o in sent]
     events += [{"message_id": o.item.message_id, "status": DeliveryStatus.FAILED.value,
@@ -209,6 +218,16 @@ async def record(conn: AsyncConnection, outcomes: Sequence[Outcome],
         return []
     await conn.execute(insert(DeliveryEvent), events)
     return await _changes(conn, [o.item.message_id for o in (*sent, *dead)])
+
+
+async def _opt_out(conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """The provider refused a send because the citizen opted out: so the hub knows it too."""
+    for outcome in outcomes:
+        await conn.execute(
+            update(Identity)
+            .where(Identity.channel == outcome.item.channel, Identity.address == outcome.item.to,
+                   Identity.opted_out.is_(False))
+            .values(opted_out=True, opted_out_at=now))
 
 
 async def _record_outbox(conn: AsyncConnection, outcomes: Sequence[Outcome],

@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from hub import metrics
-from hub.adapters.base import DeliveryError, PermanentError
+from hub.adapters.base import DeliveryError, PermanentError, RecipientOptedOut
 from hub.config import OutboxSection
 from hub.events import Event
 from hub.model import DeliveryStatus, OutboundAttachment, OutboundMessage, OutboxState, utcnow
@@ -171,10 +171,12 @@ class DeliveryRunner:
         policy = self.hub.settings.outbox
         error = f"{type(exc).__name__}: {exc}"[:2000]
         if transient and item.attempts < policy.max_attempts:
-            due = utcnow() + timedelta(seconds=backoff_seconds(item.attempts, policy))
+            wait = getattr(exc, "retry_after", None) or backoff_seconds(item.attempts, policy)
+            due = utcnow() + timedelta(seconds=wait)
             outcome = Outcome(item, OutboxState.PENDING.value, error=error, next_attempt_at=due)
         else:
-            outcome = Outcome(item, OutboxState.DEAD.value, error=error)
+            outcome = Outcome(item, OutboxState.DEAD.value, error=error,
+                              opted_out=isinstance(exc, RecipientOptedOut))
         kind = "transient" if transient else "permanent"
         metrics.DELIVERY_FAILURES.labels(item.channel, kind).inc()
         metrics.DELIVERIES.labels(item.channel, _OUTCOME[outcome.state]).inc()

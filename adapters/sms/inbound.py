@@ -43,6 +43,7 @@ from .normalize import (
 from .outbound import TwilioSender
 from .signature import refused, verified_form
 from .status import status_route
+from .text import sms_text
 
 INBOUND_PATH = "/webhooks/twilio/sms"
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -87,10 +88,12 @@ class SmsAdapter:
     twilio library, status callbacks to the status sink."""
 
     name = CHANNEL
-    capabilities = Capability.DELIVERY_STATUS
-    hooks = frozenset({"spool", "routes", "identity"})
+    hooks = frozenset({"spool", "routes", "identity", "limits"})
 
     def __init__(self, settings: Settings, reply_secret: bytes) -> None:
+        self.capabilities = Capability.DELIVERY_STATUS | Capability.SHORT_TEXT
+        if settings.sms.acknowledge:
+            self.capabilities |= Capability.ACKNOWLEDGE
         self.settings = settings
         twilio = settings.twilio
         self.spool_parser = SmsSpoolParser(MediaFetcher(
@@ -128,6 +131,9 @@ class SmsAdapter:
 
     def normalize_identity(self, address: str) -> str:
         return e164(address)
+
+    def too_long(self, body: str) -> str | None:
+        return self.sender.too_long(sms_text(body))
 
     async def send(self, msg: OutboundMessage) -> SendResult:
         # twilio's Client blocks (requests): the call runs on a thread, off the job's loop.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import requests
 
+from hub.adapters.base import FetchLater
 from hub.model import DroppedAttachment, InboundAttachment
 
 TWILIO_API = "https://api.twilio.com"
@@ -23,7 +24,7 @@ READ_SECONDS = 20.0
 CHUNK = 64 * 1024
 
 
-class MediaUnavailable(Exception):
+class MediaUnavailable(FetchLater):
     """A media file could not be fetched now; the spool item is worth another try."""
 
 

@@ -18,7 +18,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from hub.adapters.base import PermanentError, TransientError
+from hub.adapters.base import DeliveryError, PermanentError, RecipientOptedOut, TransientError
 from hub.config import Settings
 from hub.model import DeliveryStatus, OutboundMessage, SendResult
 
@@ -54,14 +54,20 @@ class TwilioSender:
             self._local.client = client
         return client
 
+    def too_long(self, text: str) -> str | None:
+        """Why a flattened text is not sent (more than `[sms] max_segments`), or None."""
+        count = segments(text)
+        if count.count > self.max_segments or len(text) > MAX_BODY_CHARS:
+            return (f"the text takes {count.count} SMS segments ({count.encoding}, "
+                    f"{count.units} characters); at most {self.max_segments} are sent")
+        return None
+
     def send(self, msg: OutboundMessage) -> SendResult:
         body = sms_text(msg.body, msg.html)
         if not body:
             raise PermanentError("the text is empty", code="empty")
-        count = segments(body)
-        if count.count > self.max_segments or len(body) > MAX_BODY_CHARS:
-            raise PermanentError(f"the text takes {count.count} SMS segments ({count.encoding}); "
-                                 f"at most {self.max_segments} are sent", code="too_long")
+        if refusal := self.too_long(body):
+            raise PermanentError(refusal, code="too_long")
         sender = ({"messaging_service_sid": self.from_number}
                   if self.from_number.startswith("MG") else {"from_": self.from_number})
         try:
@@ -77,11 +83,11 @@ class TwilioSender:
                                  code="connection") from None
         sid = str(resource.sid)
         log.info("sms sent, message %s, twilio sid %s, %s segment(s)", msg.message_id, sid,
-                 count.count)
+                 segments(body).count)
         return SendResult(provider_id=sid, status=DeliveryStatus.SENT.value)
 
 
-def classify(exc: TwilioRestException | TwilioServiceException) -> TransientError | PermanentError:
+def classify(exc: TwilioRestException | TwilioServiceException) -> DeliveryError:
     """429, 5xx (and a missing status) are worth another try; other 4xx never work."""
     status = int(exc.status or 0)
     code = exc.code
@@ -89,7 +95,7 @@ def classify(exc: TwilioRestException | TwilioServiceException) -> TransientErro
             else (exc.detail or exc.title))
     message = f"Twilio error {code}: {text}" if code else f"Twilio HTTP {status}: {text}"
     if code == OPTED_OUT:
-        message += " (the citizen opted out of texts)"
+        return RecipientOptedOut(message + " (the citizen opted out of texts)", code=str(code))
     if status == 429 or status >= 500 or status == 0 or code == 20429:
         return TransientError(message, code=str(code or status))
     return PermanentError(message, code=str(code or status))

@@ -14,9 +14,19 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import undefer
 
+from hub.adapters.base import FetchLater
 from hub.app import Hub
-from hub.model import InboundMessage, SpoolItem, ThreadHints
-from hub.spool import MAX_ATTEMPTS, Spool, SpoolFull, SpoolWorker, WorkPolicy, spool_key
+from hub.model import InboundMessage, SpoolItem, ThreadHints, utcnow
+from hub.spool import (
+    FETCH_ATTEMPTS,
+    MAX_ATTEMPTS,
+    MAX_RETRY_SECONDS,
+    Spool,
+    SpoolFull,
+    SpoolWorker,
+    WorkPolicy,
+    spool_key,
+)
 from hub.storage.tables import Conversation, Message, SpoolEntry
 from tests.support.adapter import inbound
 
@@ -139,6 +149,31 @@ async def test_a_failing_item_is_set_aside_and_never_blocks_the_ones_behind_it(h
     assert spool.backlog == 0
 
 
+async def test_a_part_to_fetch_later_is_tried_for_hours_not_seconds(hub: Hub) -> None:
+    spool = Spool(hub.db)
+    await spool.put(item("+15550000001", "picture"))
+
+    def media_down(payload: bytes, envelope: Mapping[str, Any],
+                   received_at: datetime) -> InboundMessage:
+        raise FetchLater("the provider's media server answered 503")
+
+    work = SpoolWorker(spool, hub.intake, {CHANNEL: media_down})
+    for attempt in range(1, FETCH_ATTEMPTS + 1):
+        before = utcnow()
+        await work.drain()
+        (entry,) = await entries(hub)
+        assert entry.attempts == attempt
+        if attempt < FETCH_ATTEMPTS:  # past a parse failure's MAX_ATTEMPTS, still pending
+            assert entry.state == "pending" and entry.next_attempt_at is not None
+            wait = (entry.next_attempt_at - before).total_seconds()
+            assert wait <= MAX_RETRY_SECONDS + 5
+            async with hub.db.transaction() as session:
+                (await session.get_one(SpoolEntry, entry.id)).next_attempt_at = None
+    assert FETCH_ATTEMPTS > MAX_ATTEMPTS and wait > 3000  # the last waits were an hour
+    assert entry.state == "failed" and "503" in (entry.last_error or "")
+    assert spool.backlog == 0
+
+
 async def test_when_the_intake_is_unavailable_items_stay_pending_without_an_attempt(
         hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     from hub.intake import IntakeUnavailable
@@ -221,3 +256,25 @@ def test_past_the_delay_the_worker_keeps_to_its_share_while_mail_keeps_arriving(
     assert policy.pause_after(0.2, now=10.0, last_put=9.99) == pytest.approx(0.2)
     assert WorkPolicy(share=0.25).pause_after(0.1, now=10.0, last_put=9.99) == pytest.approx(0.3)
     assert policy.pause_after(0.2, now=10.0, last_put=9.0) == 0.0  # nothing arriving: no pause
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_two_workers_on_postgresql_work_each_item_once(hub: Hub, db_url: str) -> None:
+    """As two `hub serve` processes do: each claims its batch with FOR UPDATE SKIP LOCKED, so
+    no item is parsed and stored by both (the dedupe would hide it; the counts do not)."""
+    spool = Spool(hub.db)
+    await asyncio.gather(*(spool.put(item(f"+1555100{i:04d}", "bin not emptied"))
+                           for i in range(120)))
+    parsed: list[str] = []
+
+    def counting(payload: bytes, envelope: Mapping[str, Any],
+                 received_at: datetime) -> InboundMessage:
+        parsed.append(json.loads(payload)["from"])
+        return parse(payload, envelope, received_at)
+
+    workers = [SpoolWorker(spool, hub.intake, {CHANNEL: counting}, batch=16) for _ in range(2)]
+    worked = await asyncio.gather(*(w.drain() for w in workers))
+    assert sum(worked) == 120 and all(worked)  # both took a share, none worked twice
+    assert sorted(parsed) == sorted(set(parsed)) and len(parsed) == 120
+    assert {e.state for e in await entries(hub)} == {"done"}
+    assert len(await inbound_texts(hub)) == 120

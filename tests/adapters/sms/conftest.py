@@ -103,6 +103,8 @@ def sms_settings(settings_data: dict[str, dict[str, object]], api_url: str) -> S
     settings_data["hub"] = {**settings_data["hub"], "public_url": PUBLIC_URL}
     settings_data["twilio"] = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
                                "from_number": CITY_NUMBER, "api_base_url": api_url}
+    # Off as email's is in the shared test settings; the acknowledgment's own tests turn it on.
+    settings_data.setdefault("sms", {"acknowledge": False})
     return Settings.model_validate(settings_data)
 
 

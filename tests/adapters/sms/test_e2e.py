@@ -5,6 +5,7 @@ not the address the hub listens on, the real spool, intake, delivery jobs and st
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -33,6 +34,7 @@ from .conftest import (
     wait_until,
 )
 
+SHIPPED_RULES = Path(__file__).resolve().parents[3] / "routing_rules"
 TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
@@ -369,3 +371,87 @@ async def test_a_keyword_alone_never_opens_a_request_in_a_queue(sms: SmsHub) -> 
         (identity,) = await session.scalars(
             select(Identity).where(Identity.address == "+14155550999"))
     assert identity.opted_out
+
+
+@pytest.fixture
+def acknowledging(settings_data: dict[str, dict[str, object]]) -> None:
+    """`[sms] acknowledge = true`, as shipped (the shared test settings turn it off)."""
+    settings_data["sms"] = {"acknowledge": True}
+
+
+async def test_a_new_text_conversation_gets_one_short_acknowledgment(
+        acknowledging: None, sms: SmsHub) -> None:
+    await sms.text("The traffic light on 5th is stuck on red")
+    await sms.work_spool()
+    await sms.deliver()
+    (conversation,) = await conversations(sms.hub)
+    (ack,) = sms.api.requests_to("Messages.json", "POST")
+    assert ack.form["To"] == CITIZEN and conversation.reference in ack.form["Body"]
+    assert ack.form["Body"].startswith("City Hall: we received your message.")
+    (outbound,) = await messages(sms.hub, "outbound")
+    assert outbound.automatic and outbound.subject is None
+    # More texts on the same request are not acknowledged again.
+    await sms.text("It has been like this for an hour")
+    await sms.work_spool()
+    await sms.deliver()
+    assert len(sms.api.requests_to("Messages.json", "POST")) == 1
+
+
+@pytest.fixture
+def shipped_rules(settings_data: dict[str, dict[str, object]]) -> None:
+    """The repository's routing_rules/ (language detection, the shipped templates)."""
+    settings_data["routing"] = {**settings_data["routing"], "rules_dir": str(SHIPPED_RULES)}
+
+
+async def test_the_acknowledgment_speaks_the_citizens_language(
+        acknowledging: None, shipped_rules: None, sms: SmsHub) -> None:
+    await sms.text("Hay un bache enorme en la calle Mayor, delante de la panadería, y los "
+                   "coches tienen que esquivarlo todos los días")
+    await sms.work_spool()
+    await sms.deliver()
+    (conversation,) = await conversations(sms.hub)
+    assert conversation.language == "es"
+    (ack,) = sms.api.requests_to("Messages.json", "POST")
+    assert ack.form["Body"].startswith("Ayuntamiento: hemos recibido su mensaje.")
+
+
+async def test_a_keyword_is_never_acknowledged(acknowledging: None, sms: SmsHub) -> None:
+    for keyword in ("STOP", "HELP", "START"):
+        await sms.text(keyword, sender="+14155550777")
+        await sms.work_spool()
+    await sms.deliver()
+    assert sms.api.requests_to("Messages.json", "POST") == []
+
+
+async def test_a_reply_longer_than_max_segments_is_refused_at_once(sms: SmsHub) -> None:
+    await sms.text("Pothole again")
+    await sms.work_spool()
+    (conversation,) = await conversations(sms.hub)
+    too_long = "The crew will come on Monday. " * 60  # 1,800 GSM-7 characters: 12 segments
+    answer = await sms.reply(conversation.id, too_long)
+    assert answer.status == 422
+    error = (await answer.json())["error"]
+    assert error["code"] == "too_long" and "12 SMS segments" in error["message"]
+    assert await messages(sms.hub, "outbound") == []
+    # One euro sign makes the text GSM-7 with an extension; an emoji makes it UCS-2.
+    assert (await sms.reply(conversation.id, "Fixed \U0001f44d " * 100)).status == 422
+    assert (await sms.reply(conversation.id, "Fixed. " * 100)).status == 202
+
+
+async def test_twilio_saying_opted_out_marks_the_number_and_refuses_the_next_reply(
+        sms: SmsHub) -> None:
+    await sms.text("Pothole again")
+    await sms.work_spool()
+    (conversation,) = await conversations(sms.hub)
+    sms.api.reject_next(21610)  # the citizen texted STOP to Twilio, not through us
+    assert (await sms.reply(conversation.id, "We fixed it.")).status == 202
+    await sms.deliver()
+    async with sms.hub.db.read() as session:
+        (item,) = await session.scalars(select(OutboxItem))
+        (identity,) = await session.scalars(select(Identity))
+    assert item.state == "dead" and "21610" in (item.last_error or "")
+    assert "opted out" in (item.last_error or "")
+    assert identity.opted_out and identity.opted_out_at is not None
+    refused = await sms.reply(conversation.id, "Are you there?")
+    assert refused.status == 422 and (await refused.json())["error"]["code"] == "opted_out"
+    assert len(sms.api.requests_to("Messages.json", "POST")) == 1
