@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
+from hub.assignment import assign_by_strategy
 from hub.model import utcnow
 from hub.outbound import NoAddressOnChannel, enqueue_outbound
 from hub.routing import AutoReply, RoutingDecision
@@ -58,9 +59,15 @@ def _set_fields(conversation: Conversation, decision: RoutingDecision) -> dict[s
 
 
 async def _assign(session: AsyncSession, conversation: Conversation, who: str | None) -> str | None:
-    """A staff email becomes the assignee; "@strategy" is left to the queue's strategy."""
-    if not who or who == "@strategy":
-        return who
+    """A staff email becomes the assignee; "@strategy" asks the queue's strategy, for a
+    conversation nobody holds yet."""
+    if not who:
+        return None
+    if who == "@strategy":
+        if conversation.assignee_id is not None:
+            return None
+        chosen = await assign_by_strategy(session, conversation)
+        return f"@strategy: {chosen or 'nobody free'}"
     staff_id = await session.scalar(
         select(Staff.id).where(Staff.email == who.lower(), Staff.active.is_(True))
     )
