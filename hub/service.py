@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Row, Select, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
@@ -278,12 +278,17 @@ class Channels(Protocol):
 
 async def reply(db: Database, actor: Staff, conversation_id: int, body: str, *,
                 channel: str | None = None, channels: Channels,
+                after_message_id: int | None = None,
                 submit_delivery: SubmitDelivery, publish: Publish) -> Message:
     """Queue a reply to the citizen on `channel` (default: the conversation's own), which must
     be among the configured `channels`, able to carry `body`, and where the contact must have
-    an address that has not opted out."""
+    an address that has not opted out. With `after_message_id` (the newest message the
+    writer had seen), a reply is held with Conflict when the citizen or a colleague wrote since.
+    """
     async with db.transaction() as session:
         conversation = await conversation_for(session, actor, conversation_id, for_update=True)
+        if after_message_id is not None:
+            await _refuse_if_newer(session, conversation.id, after_message_id)
         channel = channel or conversation.channel
         if channel not in channels:
             raise Invalid(f"channel: {channel} is not configured", "no_channel")
@@ -303,6 +308,18 @@ async def reply(db: Database, actor: Staff, conversation_id: int, body: str, *,
                   {"message_id": message.id, "actor": actor.email}))
     publish(_updated(conversation, "reply", actor, {"message_id": message.id}))
     return message
+
+
+async def _refuse_if_newer(session: AsyncSession, conversation_id: int, seen: int) -> None:
+    newer = await session.scalar(
+        select(func.count()).select_from(Message)
+        .where(Message.conversation_id == conversation_id, Message.id > seen,
+               or_(Message.direction == Direction.INBOUND.value,
+                   and_(Message.direction == Direction.OUTBOUND.value,
+                        Message.automatic.is_(False)))))
+    if newer:
+        raise Conflict(f"{newer} new message(s) arrived in this conversation since message "
+                       f"{seen}; read them first, or send again to send anyway")
 
 
 async def note(db: Database, actor: Staff, conversation_id: int, body: str, *,

@@ -197,6 +197,7 @@ async def post_reply(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     message = await service.reply(hub.db, caller(request).staff, _id(request), data.body,
                                   channel=data.channel, channels=hub.adapters,
+                                  after_message_id=data.after_message_id,
                                   submit_delivery=hub.jobs.submit_delivery,
                                   publish=hub.events.publish)
     return _json(MessageCreated(message_id=message.id), status=202)
@@ -386,7 +387,10 @@ ROUTES: tuple[Route, ...] = (
           status=202, body=ReplyIn,
           description="Queued for delivery; the message's delivery_status follows it. Goes out "
                       "on the conversation's channel unless `channel` names another. 422 when "
-                      "the channel is not configured or the contact has no address on it."),
+                      "the channel is not configured (`no_channel`), the contact has no address "
+                      "on it (`no_address`) or opted out (`opted_out`), or the text is too long "
+                      "for it (`too_long`); 409 `conflict` when `after_message_id` is older "
+                      "than the conversation's newest message."),
     Route("POST", f"{CONV}/notes", post_note, "Add an internal note", MessageCreated,
           status=201, body=NoteIn),
     Route("POST", f"{CONV}/claim", post_claim, "Assign the conversation to the caller",

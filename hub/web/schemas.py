@@ -57,6 +57,11 @@ class ReplyIn(RequestModel):
                       description="The reply text sent to the citizen.")
     channel: ChannelName | None = Field(
         default=None, description="Send on this channel instead of the conversation's own.")
+    after_message_id: int | None = Field(
+        default=None, ge=0,
+        description="The newest message the writer had seen. When the citizen or a colleague "
+                    "has written since, the reply is refused with 409 `conflict` so staff can "
+                    "read first; send again without it to send anyway.")
 
 
 class NoteIn(RequestModel):

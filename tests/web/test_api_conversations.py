@@ -117,6 +117,32 @@ async def test_reply_on_an_unconfigured_channel_is_refused(client: TestClient,
     assert status == 422 and body["error"]["code"] == "no_channel"  # CONTRACT.md's code
 
 
+async def test_a_reply_after_newer_messages_is_held_with_conflict(
+        client: TestClient, world: World, adapter: RecordingAdapter) -> None:
+    url, token = f"{CONV}/{world.conv}", world.tokens["agent"]
+    _, detail, _ = await call(client, "GET", url, token)
+    seen = detail["messages"][-1]["id"]  # what the page showed when staff began to write
+    await call(client, "POST", f"{url}/notes", token, {"body": "Internal: not a reason to hold"})
+    status, first, _ = await call(client, "POST", f"{url}/replies", token,
+                                  {"body": "On our way", "after_message_id": seen})
+    assert status == 202
+    # A colleague's reply went out since the other agent's page loaded: that one is held.
+    status, body, _ = await call(client, "POST", f"{url}/replies", world.tokens["supervisor"],
+                                 {"body": "We will come", "after_message_id": seen})
+    assert status == 409 and body["error"]["code"] == "conflict"
+    assert "1 new message" in body["error"]["message"]
+    # The citizen writes again: held too, even for the one who saw the colleague's reply.
+    await world.hub.intake.accept(inbound("+15550000001", "Any news?", channel="sms"))
+    status, body, _ = await call(client, "POST", f"{url}/replies", token,
+                                 {"body": "Soon", "after_message_id": first["message_id"]})
+    assert status == 409 and body["error"]["code"] == "conflict"
+    # "Send anyway": without the guard, the reply goes.
+    status, _, _ = await call(client, "POST", f"{url}/replies", token, {"body": "Soon"})
+    assert status == 202
+    await world.hub.jobs.drain()
+    assert [m.body for m in adapter.sent] == ["On our way", "Soon"]
+
+
 async def test_note_is_stored_and_never_sent(client: TestClient, world: World,
                                              adapter: RecordingAdapter) -> None:
     status, body, _ = await call(client, "POST", f"{CONV}/{world.conv}/notes",
