@@ -33,6 +33,8 @@ CHANNELS: tuple[ChannelEntry, ...] = (
     ChannelEntry("sms", lambda s: bool(s.twilio.account_sid
                                        and s.twilio.auth_token.get_secret_value()),
                  "hub.adapters.sms.inbound:SmsAdapter"),
+    ChannelEntry("telegram", lambda s: bool(s.telegram.token.get_secret_value()),
+                 "hub.adapters.telegram.inbound:TelegramAdapter"),
 )
 
 
@@ -69,4 +71,9 @@ def unbuilt_channels(settings: Settings) -> list[str]:
     if "sms" in built and _given(settings, "twilio", "auth_token") and _given(
             settings, "twilio", "account_sid") and not settings.twilio.from_number:
         warnings.append("[twilio] from_number is empty: texts to citizens cannot be sent")
+    if ("telegram" in built and _given(settings, "telegram", "token")
+            and settings.telegram.mode == "webhook"
+            and not _given(settings, "telegram", "secret_token")):
+        warnings.append("[telegram] secret_token is empty: webhook updates are refused "
+                        "(set it, or mode = \"polling\")")
     return warnings

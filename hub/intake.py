@@ -37,6 +37,7 @@ from hub.model import (
     InboundMessage,
     utcnow,
 )
+from hub.outbound import NoAddressOnChannel, enqueue_outbound
 from hub.routing import (
     AutoReply,
     ConversationSnapshot,
@@ -92,6 +93,10 @@ class _Bounce:
 
 
 OPT_KEYWORDS = ("stop", "start")  # InboundMessage.meta["keyword"], set by SMS-like channels
+# Any other keyword (Telegram's "ignored" for group traffic) is stored and never routed, too.
+ANSWER = "answer"  # meta: a text the channel asks to send back at once (Telegram's /start welcome)
+LINK_REFERENCE = "link_reference"  # meta: a first message from an address asks to join the
+# contact of that reference (Telegram's /start REF deep link, offered on another channel)
 LOOKUPS = "hub.intake.lookups"  # the batch's Lookups, in the transaction's session.info
 
 
@@ -290,6 +295,8 @@ class Intake:
         else:
             outbox_ids = await self._route_and_acknowledge(session, found, msg, conversation,
                                                            message, contact_id, is_new)
+        if keyword and msg.meta.get(ANSWER):
+            outbox_ids += await _answer(session, conversation, msg)
         found.remember(msg, message, conversation, contact_id, is_new)
         accepted = Accepted(message_id=message.id, conversation_id=conversation.id,
                             reference=conversation.reference, new_conversation=is_new)
@@ -313,10 +320,8 @@ class Intake:
         """The contact id for the sender, created with its identity on first contact."""
         contact = found.contact(msg.channel, msg.sender)
         if contact is None:
-            contact = Contact(id=await ids(session).next("contacts"),
-                              name=msg.sender_name or None, language=msg.language,
-                              created_at=utcnow())
-            session.add(contact)
+            contact = (await _linked_contact(session, found, msg)
+                       or await _new_contact(session, msg))
             add_row(session, Identity, contact_id=contact.id, channel=msg.channel,
                     address=msg.sender, created_at=utcnow())
             found.add_contact(msg.channel, msg.sender, contact)
@@ -325,6 +330,8 @@ class Intake:
                 contact.name = msg.sender_name
             if msg.language and not contact.language:
                 contact.language = msg.language
+        if msg.extra_identities:
+            await session.flush()  # a new contact's row first: the inserts below refer to it
         for channel, address in msg.extra_identities:
             try:
                 address = normalize_address(channel, address)
@@ -501,6 +508,38 @@ def _cut(msg: InboundMessage) -> bool:
                                    (a.content_type, Attachment.content_type)))
     return any(value is not None and len(value) > column_limit(column)
                for value, column in (*fields, *files))
+
+
+async def _new_contact(session: AsyncSession, msg: InboundMessage) -> Contact:
+    contact = Contact(id=await ids(session).next("contacts"), name=msg.sender_name or None,
+                      language=msg.language, created_at=utcnow())
+    session.add(contact)
+    return contact
+
+
+async def _linked_contact(session: AsyncSession, found: Lookups,
+                          msg: InboundMessage) -> Contact | None:
+    """The contact a first message from a new address asks to join by a reference it got on
+    another channel (a Telegram deep link): holding the unguessable reference is the proof,
+    and only an address no contact has yet is linked, so no identity moves silently."""
+    reference = str(msg.meta.get(LINK_REFERENCE) or "").upper()
+    conversation = next((c for c in found.conversations.values()
+                         if reference and c.reference == reference), None)
+    if conversation is None:
+        return None
+    return await session.get(Contact, conversation.contact_id)
+
+
+async def _answer(session: AsyncSession, conversation: Conversation,
+                  msg: InboundMessage) -> list[int]:
+    """The answer a keyword asks for (a welcome), on the channel it came by, to its sender."""
+    try:
+        queued = await enqueue_outbound(session, conversation, str(msg.meta[ANSWER]),
+                                        automatic=True, channel=msg.channel,
+                                        recipient=msg.sender)
+    except NoAddressOnChannel:  # opted out: nothing automatic goes there
+        return []
+    return [queued.outbox_id]
 
 
 def _touch(conversation: Conversation, msg: InboundMessage) -> None:

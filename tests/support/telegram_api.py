@@ -108,6 +108,7 @@ class TelegramApi(HttpStandIn):
                          "supports_inline_queries": False}
         self.pending: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
+        self.served: list[list[int]] = []  # the update ids of each getUpdates answer, in order
         self.chats: dict[int, dict[str, Any]] = {}
         self.files: dict[str, StoredFile] = {}
         self.chat_errors: dict[int, tuple[int, str]] = {}
@@ -220,6 +221,19 @@ class TelegramApi(HttpStandIn):
         stored = self.add_file(content, file_name=file_name, mime_type=mime_type)
         extra = {"caption": caption} if caption else {}
         return self.push_message(chat_id, document=self._document(stored), **extra, **kwargs)
+
+    def next_update_id(self) -> int:
+        """An update id after every one given so far (Telegram's only grow), for an update a
+        test builds by hand."""
+        return next(self._update_ids)
+
+    def photo_entry(self, stored: StoredFile) -> dict[str, Any]:
+        """One `PhotoSize` of a stored file, for a message a test builds by hand."""
+        return self._photo_size(stored)
+
+    def document_entry(self, stored: StoredFile) -> dict[str, Any]:
+        """The `Document` of a stored file, for a message a test builds by hand."""
+        return self._document(stored)
 
     def add_file(self, content: bytes, *, kind: str = "documents", file_name: str | None = None,
                  mime_type: str | None = None) -> StoredFile:
@@ -359,8 +373,10 @@ class TelegramApi(HttpStandIn):
         self._poll_generation += 1
         generation = self._poll_generation
         self._changed.set()
-        return await self._wait_for_updates(offset, limit, float(params.get("timeout") or 0),
-                                            generation)
+        found = await self._wait_for_updates(offset, limit, float(params.get("timeout") or 0),
+                                             generation)
+        self.served.append([u["update_id"] for u in found])
+        return found
 
     async def _wait_for_updates(self, offset: int, limit: int, timeout: float,
                                 generation: int) -> list[dict[str, Any]]:

@@ -14,13 +14,12 @@ from sqlalchemy import select
 from hub.adapters.sms.inbound import INBOUND_PATH
 from hub.outbound import OptedOut, enqueue_outbound
 from hub.storage.tables import (
-    Attachment,
     Conversation,
     DeliveryEvent,
     Identity,
-    Message,
     OutboxItem,
 )
+from tests.support.stored import attachment_rows
 from tests.support.twilio_api import signature
 
 from .conftest import (
@@ -240,12 +239,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200)) * 10
 
 
 async def attachments(sms: SmsHub) -> list[tuple[str, str, int, str]]:
-    async with sms.hub.db.read() as session:
-        rows = (await session.execute(
-            select(Attachment.filename, Attachment.content_type, Attachment.size,
-                   Message.provider_id).join(Message, Message.id == Attachment.message_id)
-            .order_by(Attachment.id))).all()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return await attachment_rows(sms.hub)
 
 
 async def test_an_mms_with_two_media_files_gives_two_attachments(sms: SmsHub) -> None:
