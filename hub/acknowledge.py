@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.model import DroppedAttachment, InboundMessage
-from hub.outbound import NoAddressOnChannel, enqueue_outbound
+from hub.outbound import NoAddressOnChannel, answered_on, enqueue_outbound
 from hub.routing import AutoReply
 from hub.storage.tables import Conversation
 
@@ -69,7 +69,7 @@ class Acknowledger:
 
     def applies(self, msg: InboundMessage) -> bool:
         """Would a new conversation started by `msg` be acknowledged (spam aside)?"""
-        return msg.channel in self.channels and not msg.automatic
+        return answered_on(msg.channel, msg.sender) in self.channels and not msg.automatic
 
     def render(self, language: str | None, variables: dict[str, Any]) -> tuple[str, str]:
         """(subject, body) in the first language of (language, default, English) that has a
@@ -124,7 +124,9 @@ class Acknowledger:
                           recipient: str | None = None) -> list[int]:
         """The one automatic mail for a new conversation; it carries the text of the
         auto-replies that fired with it (`notices`), so the citizen gets one mail, not two."""
-        if msg.channel not in self.channels or conversation.acknowledged:
+        # A web form's citizen is answered by email or SMS, as that channel acknowledges.
+        channel = answered_on(msg.channel, recipient or msg.sender)
+        if channel not in self.channels or conversation.acknowledged:
             return []
         language = conversation.language or msg.language
         notes = [self.notice(reply) for reply in notices]
@@ -133,7 +135,7 @@ class Acknowledger:
         variables = {"reference": conversation.reference, "subject": msg.subject,
                      "sender_name": msg.sender_name, "notices": "\n\n".join(notes)}
         title: str | None
-        if msg.channel in self.short:
+        if channel in self.short:
             title, body = None, self.render_short(language, variables)
         else:
             title, body = self.render(language, variables)

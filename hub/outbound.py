@@ -44,6 +44,37 @@ async def is_opted_out(session: AsyncSession, channel: str, address: str) -> boo
                                          Identity.address == address)))
 
 
+# Channels with no way back of their own (a web form): what is sent goes to the address the
+# citizen gave there, by email when they gave one, else by SMS.
+ANSWERED_BY = {"webform": ("email", "sms")}
+
+
+def answered_on(channel: str, address: str) -> str:
+    """The channel a message to `address` goes out on: its own, or for a channel with no way
+    back (a web form) email or SMS by the address's shape."""
+    if channel not in ANSWERED_BY:
+        return channel
+    return "email" if "@" in address else "sms"
+
+
+async def reply_channel(session: AsyncSession, conversation: Conversation, channel: str | None,
+                        recipient: str | None = None) -> tuple[str, str | None]:
+    """The channel a message goes out on (default: the conversation's own) and, when that
+    channel cannot carry it, the one that does with its address. A given `recipient` (the
+    intake's: the sender of the form) decides by its shape."""
+    channel = channel or conversation.channel
+    if channel not in ANSWERED_BY:
+        return channel, recipient
+    if recipient is not None:
+        return answered_on(channel, recipient), recipient
+    for other in ANSWERED_BY[channel]:
+        try:
+            return other, await recipient_for(session, conversation, other)
+        except NoAddressOnChannel:
+            continue
+    raise NoAddressOnChannel(f"the citizen gave no address to answer a {channel} request on")
+
+
 async def recipient_for(session: AsyncSession, conversation: Conversation, channel: str) -> str:
     """The address to write to: the one the citizen last wrote from on that channel."""
     last_sender = await session.scalar(
@@ -82,7 +113,7 @@ async def enqueue_outbound(
     its next flush). `recipient` defaults to `recipient_for`: the intake knows it already.
     To an address that opted out it raises OptedOut (a NoAddressOnChannel: the callers of
     automatic messages, the acknowledgment and auto-replies, skip them)."""
-    channel = channel or conversation.channel
+    channel, recipient = await reply_channel(session, conversation, channel, recipient)
     recipient = recipient or await recipient_for(session, conversation, channel)
     if await is_opted_out(session, channel, recipient):
         raise OptedOut(f"the citizen opted out of {channel} messages")

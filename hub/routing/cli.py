@@ -53,7 +53,8 @@ def check(rules_dir: Path | str, *, default_queue: str = "general") -> int:
         print(f"{rules_dir}: valid, but {len(failures)} of {count} rule tests failed: "
               "the hub refuses this set", file=sys.stderr)
         return 1
-    print(f"{rules_dir}: ok (rules {ruleset.version}, {count} rule tests passed)")
+    print(f"{rules_dir}: ok (rules {ruleset.version}, {len(ruleset.forms)} forms, "
+          f"{count} rule tests passed)")
     return 0
 
 

@@ -28,6 +28,7 @@ from hub.routing.lists import NamedList, to_e164
 from hub.routing.textmatch import MAX_TEXT, REGEX_FLAGS, norm, regex_triggers
 
 if TYPE_CHECKING:
+    from hub.forms.schema import Form
     from hub.routing import RoutingContext
 
 Report = Callable[[list[str | int], str, str | None], None]  # (key path, message, needle)
@@ -102,6 +103,15 @@ class Facts:
             self._local[tz_name] = self.ctx.now.astimezone(tz)
         return self._local[tz_name]
 
+    def form(self) -> dict[str, Any]:
+        """`meta["form"]` of a web form's message (hub.forms.submit); empty for the rest."""
+        got = self.msg.meta.get("form")
+        return got if isinstance(got, dict) else {}
+
+    def form_field(self, name: str) -> Any:
+        fields = self.form().get("fields")
+        return fields.get(name) if isinstance(fields, dict) else None
+
     def recent(self, days: int) -> int:
         since = self.ctx.now - timedelta(days=days)
         return sum(1 for t in self.ctx.recent_inbound if t >= since)
@@ -120,6 +130,7 @@ class Env:
     keywords: set[str] = field(default_factory=set)  # every trigger the scanner must know
     history_days: int = 0
     scan: Callable[[str], frozenset[str]] = lambda _t: frozenset()
+    forms: dict[str, Form] = field(default_factory=dict)  # for `form.id` and `form.<field>`
     _zones: dict[str, Any] = field(default_factory=dict)
 
     def zone(self, name: str) -> Any:
@@ -535,6 +546,52 @@ def _build_attachment_type(name: str, op: str, arg: Any, env: Env) -> Built:
     return (lambda f: not any_match(f)), 2, None
 
 
+def _build_form_id(name: str, op: str, arg: Any, env: Env) -> Built:
+    values = _known(_strs(arg), env.forms, "form", "forms are the files in forms/")
+    return _set_ops(lambda f: f.form().get("id"), op, values), 1, None
+
+
+def _form_choices(fid: str, env: Env) -> set[str] | None:
+    """The choices `fid` may take when every form that has it makes it a choice field."""
+    found = [fld for form in env.forms.values() for fld in form.field if fld.id == fid]
+    if not found:
+        fields = sorted({fld.id for form in env.forms.values() for fld in form.field})
+        raise Bad(f"no form has a field {fid!r}; form fields are {fields or 'none'}")
+    if all(fld.choices for fld in found):
+        return {c.value for fld in found for c in fld.choices}
+    return None
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _build_form_field(name: str, op: str, arg: Any, env: Env) -> Built:
+    """`form.<field>`: a multi-choice answer matches when any of its values does."""
+    fid = name.removeprefix("form.")
+    choices = _form_choices(fid, env)
+    read = lambda f: _as_list(f.form_field(fid))  # noqa: E731
+    if op == "present":
+        want = _bool(arg)
+        return (lambda f: bool(read(f)) is want), 1, None
+    if op == "contains":
+        words = [w.casefold() for w in _strs(arg)]
+        return (lambda f: any(w in v.casefold() for v in read(f) for w in words)), 2, None
+    values = frozenset(_strs(arg))
+    if choices is not None:
+        _known(list(values), choices, f"choice of {fid!r}", f"choices are {sorted(choices)}")
+    if op == "not_in":
+        return (lambda f: values.isdisjoint(read(f))), 1, None
+    return (lambda f: not values.isdisjoint(read(f))), 1, None
+
+
+def _show_form_field(name: str) -> Callable[[Facts], Any]:
+    fid = name.removeprefix("form.")
+    return lambda f: [redact.text(v) for v in _as_list(f.form_field(fid))]
+
+
 _RECENT_OPTIONS = ("days", "at_least", "at_most")
 
 
@@ -646,6 +703,8 @@ register(
         "in",
     ),
     FieldSpec("recent_messages", _RECENT_OPTIONS, compile=_compile_recent),
+    FieldSpec("form.id", _SET, _build_form_id, _value(lambda f: f.form().get("id"))),
+    FieldSpec("form.*", (*_SET, "contains", "present"), _build_form_field, _show_form_field),
 )
 
 

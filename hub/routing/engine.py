@@ -23,6 +23,7 @@ from typing import Any
 
 import jinja2
 
+from hub.forms.schema import Form
 from hub.model import PRIORITY_RANK
 from hub.routing import (
     AutoReply,
@@ -214,6 +215,7 @@ class RuleSet:
         templates: TemplateStore,
         calendars: dict[str, Calendar],
         root: str,
+        forms: dict[str, Form] | None = None,
     ) -> None:
         self._version = version
         self.settings = settings
@@ -224,6 +226,7 @@ class RuleSet:
         self.templates = templates
         self.calendars = calendars
         self.root = root
+        self.forms = forms or {}  # hub.forms: live and reloaded with the rules
         self.phases = {p: PhaseIndex([r for r in rules if r.phase == p]) for p in PHASES}
         self._once_per_rules = frozenset(r.id for r in rules if r.then.auto_reply)
         self._default_clock = Calendar(

@@ -6,6 +6,7 @@ Layout of the folder (all optional except one default route rule when any rule f
     *.toml             [[rule]] files, several rules per file
     lists/*.txt        named lists      calendars/*.toml  business calendars
     templates/<lang>/<name>.txt          tests/*.toml      rule tests (testing.py)
+    forms/<form_id>.toml                 web forms and Open311 services (hub.forms)
 Errors are collected, not raised one by one, and each is `path:line: message`.
 """
 
@@ -25,6 +26,7 @@ import jinja2
 from jinja2 import meta
 from pydantic import BaseModel, ValidationError
 
+from hub.forms.loader import load_forms
 from hub.routing.calendars import WEEKDAYS, Calendar, parse_interval
 from hub.routing.compile import Env, choose_gate, compile_when
 from hub.routing.engine import Rule, RuleSet, Step, notify_targets
@@ -150,6 +152,7 @@ class _Loader:
         self.load_calendars()
         self.load_queues()
         self.load_lists()
+        forms = load_forms(self)  # forms/*.toml: a bad form refuses the set like a bad rule
         templates, errs = load_templates(
             self.root / "templates",
             self.disp(self.root / "templates"),
@@ -171,6 +174,7 @@ class _Loader:
             timezone=self.settings.timezone,
             phone_region=self.settings.phone_region,
             language_codes=frozenset(codes),
+            forms=forms,
         )
         for path in sorted(self.root.glob("*.toml")):
             if path.name not in RESERVED:
@@ -188,6 +192,7 @@ class _Loader:
             templates=templates,
             calendars=self.calendars,
             root=str(self.root),
+            forms=forms,
         )
 
     def load_settings(self) -> None:

@@ -152,6 +152,8 @@ class TestMessage(Strict):
     language: str | None = None
     automatic: bool = False
     attachments: list[str] = Field(default_factory=list)  # content types
+    # a web form's answers, as hub.forms.submit puts them in meta: { id = "...", fields = {...} }
+    form: dict[str, Any] | None = None
 
 
 class TestConversation(Strict):

@@ -42,6 +42,7 @@ def context_for(case: TestCase, ruleset: RuleSet) -> RoutingContext:
             InboundAttachment(f"file{i}", ct, b"") for i, ct in enumerate(m.attachments)
         ),
         received_at=now,
+        meta={"form": m.form} if m.form is not None else {},
     )
     conversation = ConversationSnapshot(
         id=1,
