@@ -53,9 +53,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
+# Provider libraries log every request at INFO: twilio the numbers and texts of each SMS,
+# httpx (under python-telegram-bot) the Bot API URL with the bot's token in it. Personal data
+# and secrets stay out of the hub's logs; their warnings and errors still come through.
+QUIET_LOGGERS = ("twilio", "httpx", "httpcore", "telegram")
+
+
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.hub.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -201,6 +209,39 @@ def cmd_staff_add(args: argparse.Namespace) -> int:
     return _run_with_hub(args, body)
 
 
+def _new_password(from_stdin: bool) -> str:
+    """A password from standard input's first line, or asked twice at the terminal; never argv."""
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CommandError("the two passwords differ")
+    if len(password) < 8:
+        raise CommandError("a password needs at least 8 characters")
+    return password
+
+
+def cmd_staff_password(args: argparse.Namespace) -> int:
+    from hub import audit
+    from hub.auth import set_password
+    from hub.staff import find_staff
+
+    password = _new_password(args.password_stdin)
+
+    async def body(hub: Any) -> int:
+        async with hub.db.transaction() as session:
+            staff = await find_staff(session, args.email)
+            if staff is None:
+                raise CommandError(f"no staff member {args.email}")
+            await set_password(session, staff, password)
+            audit.record(session, "cli", "staff.password", "staff", staff.id)
+        print(f"hub: password set for {staff.email}; their web sessions have ended")
+        return 0
+
+    return _run_with_hub(args, body)
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     from hub import audit
     from hub.auth import create_token
@@ -218,6 +259,24 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         return 0
 
     return _run_with_hub(args, body)
+
+
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    from hub import audit
+    from hub.apikeys import KeyExists, create_key
+
+    async def body(settings: Settings, db: Any) -> int:
+        try:
+            async with db.transaction() as session:
+                key = await create_key(session, args.name)
+                audit.record(session, "cli", "apikey.create", "open311_key", args.name)
+        except KeyExists as exc:
+            raise CommandError(str(exc)) from None
+        print(f"Open311 API key for {args.name} (shown once):", file=sys.stderr)
+        print(key)
+        return 0
+
+    return _run_with_db(args, body)
 
 
 # -- spool, outbox: what was set aside --------------------------------------------------------
@@ -420,12 +479,24 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--no-password", action="store_true", help="API tokens only")
     add.set_defaults(func=cmd_staff_add)
+    password = staff.add_parser("password", parents=[common],
+                                help="set a staff member's password (ends their web sessions)")
+    password.add_argument("email")
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the password from stdin (else asked at the terminal)")
+    password.set_defaults(func=cmd_staff_password)
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command",
                                                                       required=True)
     create = token.add_parser("create", parents=[common], help="print a new API token")
     create.add_argument("email")
     create.set_defaults(func=cmd_token_create)
+
+    apikey = sub.add_parser("apikey", help="Open311 API keys").add_subparsers(
+        dest="apikey_command", required=True)
+    key_create = apikey.add_parser("create", parents=[common], help="print a new Open311 API key")
+    key_create.add_argument("name", help="the client it is for, e.g. city-app")
+    key_create.set_defaults(func=cmd_apikey_create)
 
     spool = sub.add_parser("spool", help="inbound items set aside (failed)").add_subparsers(
         dest="spool_command", required=True)

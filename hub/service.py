@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub import audit
 from hub.events import Event
 from hub.model import ConversationStatus, Direction, utcnow
-from hub.outbound import NoAddressOnChannel, OptedOut, enqueue_outbound
+from hub.outbound import NoAddressOnChannel, OptedOut, enqueue_outbound, reply_channel
 from hub.queues import member_queue_names
 from hub.search import text_condition
 from hub.staff import ADMIN, ADMINS, AGENT, ROLES, SUPERVISOR, SUPERVISORS, find_staff
@@ -239,7 +239,10 @@ async def _filtered(session: AsyncSession, query: Any, where: ConversationFilter
         query = query.where(await text_condition(session, where.text))
     if where.after is not None:
         at, last_id = where.after
-        query = query.where(or_(Conversation.last_message_at < at,
+        # The first condition says nothing new, but it is one the index can seek to: without
+        # it the planner reads from the newest row and throws away every page already seen.
+        query = query.where(Conversation.last_message_at <= at,
+                            or_(Conversation.last_message_at < at,
                                 and_(Conversation.last_message_at == at,
                                      Conversation.id < last_id)))
     return query
@@ -289,14 +292,15 @@ async def reply(db: Database, actor: Staff, conversation_id: int, body: str, *,
         conversation = await conversation_for(session, actor, conversation_id, for_update=True)
         if after_message_id is not None:
             await _refuse_if_newer(session, conversation.id, after_message_id)
-        channel = channel or conversation.channel
-        if channel not in channels:
-            raise Invalid(f"channel: {channel} is not configured", "no_channel")
-        if why := channels.too_long(channel, body):
-            raise Invalid(f"body: {why}", "too_long")
         try:
+            channel, recipient = await reply_channel(session, conversation, channel)
+            if channel not in channels:
+                raise Invalid(f"channel: {channel} is not configured", "no_channel")
+            if why := channels.too_long(channel, body):
+                raise Invalid(f"body: {why}", "too_long")
             message, outbox_id = await enqueue_outbound(session, conversation, body,
-                                                      staff_id=actor.id, channel=channel)
+                                                      staff_id=actor.id, channel=channel,
+                                                      recipient=recipient)
         except OptedOut as exc:
             raise Invalid(f"channel: {exc}", "opted_out") from None
         except NoAddressOnChannel as exc:

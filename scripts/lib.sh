@@ -27,6 +27,8 @@ ensure_system_packages() {
     command -v redis-server >/dev/null || need+=(redis-server)
     pg_bindir >/dev/null || need+=(postgresql)
     python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+    # the browser tests drive Debian's chromium (Playwright's own download is not reachable)
+    [[ -x /usr/bin/chromium ]] || need+=(chromium)
     if ((${#need[@]})); then apt_install "${need[@]}"; fi
 }
 

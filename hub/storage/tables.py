@@ -372,3 +372,53 @@ class SpoolEntry(Base):
     message_id: Mapped[int | None] = mapped_column(Id)
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in browser of the staff workspace (0006). The cookie holds a random token; only
+    its SHA-256 is stored, so a copy of the database opens no session. Revoked by deleting it
+    (logout, a password change)."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))  # sent back with every change
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class LoginFailure(Base):
+    """Wrong passwords given for an email (known or not) since its last good login (0006):
+    the lockout of `[security] max_login_attempts` counts them."""
+
+    __tablename__ = "login_failures"
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Open311Key(Base):
+    """An Open311 client's API key (0007, `hub apikey create NAME`): only its SHA-256 is stored;
+    the key itself is shown once. POST /open311/v2/requests.json needs a live one."""
+
+    __tablename__ = "open311_keys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # who holds it, e.g. "city-app"
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
+    prefix: Mapped[str] = mapped_column(String(12))  # shown to admins to tell keys apart
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class CannedResponse(Base):
+    """A text staff insert into replies (0008), shared (queue NULL) or for one queue; its
+    placeholders are filled per conversation (hub.canned)."""
+
+    __tablename__ = "canned_responses"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    body: Mapped[str] = mapped_column(CleanText)
+    queue: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

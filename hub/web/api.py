@@ -20,10 +20,18 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub import service, setaside
+from hub import canned, service, setaside
 from hub.service import ADMINS, SUPERVISORS, ConversationFilter
 from hub.staff import StaffError, add_staff, find_staff
-from hub.storage.tables import Conversation, Message, OutboxItem, Queue, QueueMember, Staff
+from hub.storage.tables import (
+    CannedResponse,
+    Conversation,
+    Message,
+    OutboxItem,
+    Queue,
+    QueueMember,
+    Staff,
+)
 from hub.web import cursor
 from hub.web.auth_mw import guarded, install, reading
 from hub.web.errors import ApiError
@@ -33,6 +41,10 @@ from hub.web.openapi import Handler, Route, document
 from hub.web.parsing import read_body, read_query
 from hub.web.schemas import (
     AssignIn,
+    CannedIn,
+    CannedList,
+    CannedOut,
+    CannedQuery,
     ClaimIn,
     ContactDetail,
     ConversationDetail,
@@ -45,6 +57,7 @@ from hub.web.schemas import (
     OutboxList,
     OutboxQuery,
     QueueOut,
+    RenderedOut,
     ReplyIn,
     RetriedOut,
     RetryIn,
@@ -288,6 +301,41 @@ async def create_staff(request: web.Request) -> web.Response:
     return _json(out, status=201)
 
 
+def _canned_out(canned: CannedResponse) -> CannedOut:
+    return CannedOut(id=canned.id, name=canned.name, body=canned.body, queue=canned.queue,
+                     created_by=canned.created_by, created_at=canned.created_at)
+
+
+async def list_canned(request: web.Request) -> web.Response:
+    params = read_query(request, CannedQuery)
+    async with reading(request) as session:
+        items = await canned.listed(session, caller(request).staff, queue=params.queue,
+                                    text=params.q)
+    return _json(CannedList(items=[_canned_out(c) for c in items],
+                            placeholders=canned.PLACEHOLDERS))
+
+
+async def create_canned(request: web.Request) -> web.Response:
+    data = await read_body(request, CannedIn)
+    async with request.app[HUB_KEY].db.transaction() as session:
+        made = await canned.create(session, caller(request).staff,
+                                   canned.CannedIn(data.name, data.body, data.queue))
+    return _json(_canned_out(made), status=201)
+
+
+async def delete_canned(request: web.Request) -> web.Response:
+    async with request.app[HUB_KEY].db.transaction() as session:
+        await canned.delete(session, caller(request).staff, _id(request))
+    return web.Response(status=204)
+
+
+async def render_canned(request: web.Request) -> web.Response:
+    async with reading(request) as session:
+        body = await canned.rendered(session, caller(request).staff, _id(request),
+                                     _id(request, "canned_id"))
+    return _json(RenderedOut(body=body))
+
+
 async def rules_status(request: web.Request) -> web.Response:
     rules = request.app[HUB_KEY].rules
     if rules is None:
@@ -425,6 +473,16 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/staff", list_staff, "Staff accounts", StaffList, roles=ADMINS),
     Route("POST", f"{API}/staff", create_staff, "Add a staff account", StaffOut, status=201,
           body=StaffIn, roles=ADMINS, errors=(400, 401, 409, 422, 429)),
+    Route("GET", f"{API}/canned", list_canned, "Canned responses the caller may use",
+          CannedList, query=CannedQuery),
+    Route("POST", f"{API}/canned", create_canned, "Add a canned response", CannedOut,
+          status=201, body=CannedIn, roles=SUPERVISORS, errors=(400, 401, 409, 422, 429),
+          description="422 when the text names a placeholder that does not exist; 409 when "
+                      "the name is taken in that scope."),
+    Route("DELETE", f"{API}/canned/{{id}}", delete_canned, "Remove a canned response",
+          status=204, roles=SUPERVISORS),
+    Route("GET", f"{CONV}/canned/{{canned_id}}", render_canned,
+          "A canned response filled in for this conversation", RenderedOut),
     Route("GET", f"{API}/rules", rules_status, "The live rule set and the latest refused change",
           RulesStatus, roles=SUPERVISORS, errors=(401, 429),
           description="What `hub rules check` would say of the folder now, the live set's "
@@ -462,7 +520,7 @@ ROUTES: tuple[Route, ...] = (
 
 # Handlers that only read and answer: their reads share the session of the token's look-up.
 ONE_SESSION: frozenset[Handler] = frozenset({list_queues, list_conversations, get_conversation,
-                                             get_contact})
+                                             get_contact, list_canned, render_canned})
 
 
 def setup_api(app: web.Application) -> None:

@@ -62,11 +62,12 @@ async def _visible(request: web.Request) -> set[str] | None:
 async def _next(subscription: asyncio.Queue[Event], reader: asyncio.Task[None]) -> Event | None:
     """The next event, or None once the client went away."""
     getter = asyncio.create_task(subscription.get())
-    done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-    if getter in done:
-        return getter.result()
-    getter.cancel()
-    return None
+    try:
+        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # the handler itself cancelled (the hub stopping): the getter goes with it
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter in done else None
 
 
 async def _drain_incoming(socket: web.WebSocketResponse) -> None:

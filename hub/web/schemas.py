@@ -115,6 +115,22 @@ class ConversationQuery(QueryModel):
                                description="`next_cursor` of the previous page; opaque.")
 
 
+class CannedQuery(QueryModel):
+    queue: str | None = Field(default=None, max_length=64,
+                              description="Only the shared texts and those of this queue.")
+    q: str | None = Field(default=None, min_length=1, max_length=100,
+                          description="Case-insensitive text in the name or the body.")
+
+
+class CannedIn(RequestModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    body: str = Field(min_length=1, max_length=MAX_BODY_CHARS, pattern=r"\S",
+                      description="The text; placeholders such as `{{ citizen_name }}` and "
+                                  "`{{ reference }}` are filled per conversation.")
+    queue: str | None = Field(default=None, max_length=64,
+                              description="The queue it belongs to; none: every queue.")
+
+
 class OutboxQuery(QueryModel):
     state: OutboxStateName = "dead"
     limit: int = Field(default=50, ge=1, le=100)
@@ -220,6 +236,24 @@ class ConversationDetail(ConversationItem):
 
 class MessageCreated(ResponseModel):
     message_id: int
+
+
+class CannedOut(ResponseModel):
+    id: int
+    name: str
+    body: str
+    queue: str | None
+    created_by: str
+    created_at: datetime
+
+
+class CannedList(ResponseModel):
+    items: list[CannedOut]
+    placeholders: dict[str, str] = Field(description="What each placeholder becomes.")
+
+
+class RenderedOut(ResponseModel):
+    body: str = Field(description="The canned text with this conversation's values in place.")
 
 
 class QueueOut(ResponseModel):

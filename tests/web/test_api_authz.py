@@ -56,6 +56,12 @@ ENDPOINTS: list[tuple[str, str, str, Any, int, str]] = [
      "supervisor"),
     ("spool retry",  "POST", "/api/v1/spool/{spool}/retry",        {},             200,
      "supervisor"),
+    ("canned list",  "GET",  "/api/v1/canned",                     None,           200, "list"),
+    ("canned fill",  "GET",  CONV + "/canned/{canned}",            None,           200, "conv"),
+    ("canned add",   "POST", "/api/v1/canned", {"name": "Hi", "body": "Hi {{ reference }}"}, 201,
+     "supervisor"),
+    ("canned delete", "DELETE", "/api/v1/canned/{canned}",         None,           204,
+     "supervisor"),
     # A WebSocket: without an Upgrade, an authorised caller gets 426 (after the auth check).
     ("events",       "GET",  "/api/v1/events",                     None,           426, "list"),
 ]
@@ -92,7 +98,8 @@ async def roads_references(client: TestClient, world: World) -> list[str]:
 def fill(path: str, world: World) -> str:
     return path.format(conv=world.conv, contact=world.conv_contact,
                        attachment=world.attachment, both=world.both_contact,
-                       spool=world.spool, outbox=world.outbox, spam=world.spam_conv)
+                       spool=world.spool, outbox=world.outbox, spam=world.spam_conv,
+                       canned=world.canned)
 
 
 @pytest.mark.parametrize("who", CALLERS)
@@ -108,11 +115,11 @@ async def test_matrix(client: TestClient, world: World, who: str, name: str, met
     shown = str(answer)
     if who in ALLOWED[kind]:
         assert status == ok, answer
-        if kind == "list" and name not in ("queues", "events"):
+        if kind == "list" and name not in ("queues", "events", "canned list"):
             assert any(r in shown for r in references) == (who in SEES_ROADS), shown
         if name == "queues":
             assert ("'roads'" in shown) == (who in SEES_ROADS), shown
-        if method == "POST":
+        if method in ("POST", "DELETE"):
             assert after != before
         return
     assert status == expected_refusal(who, kind), answer
@@ -125,6 +132,6 @@ async def test_matrix(client: TestClient, world: World, who: str, name: str, met
 
 def test_every_api_route_is_in_the_matrix() -> None:
     covered = {(method, path.split("?")[0]) for _, method, path, *_ in ENDPOINTS}
-    routes = {(r.method, r.path.replace("{id}", "{x}")) for r in ROUTES if not r.public}
+    routes = {(r.method, re.sub(r"\{\w+\}", "{x}", r.path)) for r in ROUTES if not r.public}
     normalised = {(m, re.sub(r"\{\w+\}", "{x}", p)) for m, p in covered}
     assert routes == normalised

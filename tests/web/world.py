@@ -23,6 +23,7 @@ from hub.storage.tables import (
     ApiToken,
     Attachment,
     AuditEntry,
+    CannedResponse,
     Conversation,
     Message,
     OutboxItem,
@@ -53,6 +54,7 @@ class World:
     spool: int = 0  # set_aside only: a failed spool item (email)
     outbox: int = 0  # set_aside only: a dead outbox item, a reply in taxes
     spam_conv: int = 0  # set_aside only: a conversation the rules marked spam
+    canned: int = 0  # a canned response for queue roads
 
 
 STAFF = {  # who -> (role, queues)
@@ -76,6 +78,11 @@ async def build_world(hub: Hub, *, set_aside: bool = False) -> World:
             world.emails[who] = staff.email
         await session.execute(update(ApiToken).where(ApiToken.staff_id == staff.id)
                               .values(revoked_at=utcnow()))
+        canned = CannedResponse(name="On its way", body="Hello {{ citizen_name }}, a crew is "
+                                "on its way.", queue="roads", created_by="supervisor@city.example")
+        session.add(canned)
+        await session.flush()
+        world.canned = canned.id
     photo = InboundAttachment("pot hole.jpg", "image/jpeg", PHOTO)
     first = await hub.intake.accept(inbound("+15550000001", "Pothole on Main St",
                                             attachments=(photo,)))
@@ -157,6 +164,6 @@ async def snapshot(hub: Hub) -> dict[str, Any]:
                           c.last_message_at) for c in await session.scalars(
                               select(Conversation).order_by(Conversation.id))]
         counts = {}
-        for model in (Message, OutboxItem, AuditEntry, Staff, QueueMember):
+        for model in (Message, OutboxItem, AuditEntry, Staff, QueueMember, CannedResponse):
             counts[model.__name__] = await session.scalar(select(func.count()).select_from(model))
     return {"conversations": conversations, "counts": counts}

@@ -1,0 +1,48 @@
+"""The staff workspace under /staff: server-rendered pages (aiohttp-jinja2 templates in
+hub/web/templates/staff), small ES modules and the style sheet (hub/web/static/staff), signed in
+with a password and a server-side session.
+
+`setup_staff(app)` mounts it as a sub-application: its middleware (hub.web.staff.guard) checks
+the session and the CSRF token of every request, and every page gets a strict
+Content-Security-Policy. Pages are in `pages`, actions in `actions`, administration in `admin`,
+live events in `live`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.web.html import WEB, setup_templates
+from hub.web.keys import HUB_KEY
+from hub.web.staff import actions, admin, pages
+from hub.web.staff.guard import LOGIN, PREFIX, page_headers, staff_guard
+from hub.web.staff.live import staff_events
+
+CONVERSATION = "/conversations/{id:\\d{1,18}}"
+
+
+def _staff_app(app: web.Application) -> web.Application:
+    staff = web.Application(middlewares=[staff_guard])
+    staff[HUB_KEY] = app[HUB_KEY]
+    setup_templates(staff)
+    staff.router.add_get("/", pages.workspace)
+    staff.router.add_get(LOGIN.removeprefix(PREFIX), pages.login_page)
+    staff.router.add_post(LOGIN.removeprefix(PREFIX), pages.login_submit)
+    staff.router.add_post("/logout", pages.logout)
+    staff.router.add_get("/events", staff_events)
+    staff.router.add_get(CONVERSATION, pages.conversation)
+    staff.router.add_get(CONVERSATION + "/timeline", pages.timeline)
+    staff.router.add_post(CONVERSATION + "/reply", actions.reply)
+    staff.router.add_post(CONVERSATION + "/note", actions.note)
+    staff.router.add_post(CONVERSATION + "/claim", actions.claim)
+    staff.router.add_post(CONVERSATION + "/status", actions.set_status)
+    staff.router.add_get("/admin/staff", admin.staff_page)
+    staff.router.add_post("/admin/staff/{id:\\d{1,18}}/password", admin.set_staff_password)
+    staff.router.add_static("/static/", WEB / "static" / "staff", name="static",
+                            append_version=True)
+    return staff
+
+
+def setup_staff(app: web.Application) -> None:
+    app.add_subapp(PREFIX, _staff_app(app))
+    app.on_response_prepare.append(page_headers)

@@ -1,0 +1,166 @@
+"""The workspace's pages: sign-in and sign-out, the conversation list with the sidebar of the
+staff member's queues, and one conversation (timeline, "why is this here?", reply and note).
+
+Server-rendered with aiohttp-jinja2 (autoescape on: whatever a citizen wrote is text); small ES
+modules from /staff/static add live updates. Lists and details are the API's queries
+(hub.service for visibility, hub.web.views for the shapes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from hub import service
+from hub.web import cursor
+from hub.web.errors import ApiError
+from hub.web.keys import HUB_KEY
+from hub.web.staff import sessions
+from hub.web.staff.guard import (
+    LOGIN,
+    PREFIX,
+    clear_session_cookie,
+    login_csrf,
+    set_login_csrf_cookie,
+    set_session_cookie,
+    signed_in,
+)
+from hub.web.staff.queries import (
+    PAGE_SIZE,
+    STATUSES,
+    VIEWS,
+    ListParams,
+    list_params,
+    queue_counts,
+    reply_channels,
+)
+from hub.web.staff.trace import trace_rows
+from hub.web.views import conversation_detail, conversation_list
+
+Context = dict[str, Any]
+LOCKED_MESSAGE = ("This account is locked after too many wrong passwords. Try again in "
+                  f"{sessions.LOCK_MINUTES} minutes, or ask an administrator to set a new "
+                  "password.")
+WRONG_MESSAGE = "The email or the password is wrong."
+
+
+# -- signing in and out -----------------------------------------------------------------------
+
+
+def _login_form(request: web.Request, *, email: str = "", error: str | None = None,
+                status: int = 200) -> web.Response:
+    token, fresh = login_csrf(request)
+    page = aiohttp_jinja2.render_template(
+        "staff/login.html", request,
+        {"title": "Sign in", "csrf": token, "email": email, "error": error}, status=status)
+    if fresh:
+        set_login_csrf_cookie(request, page, token)
+    return page
+
+
+async def login_page(request: web.Request) -> web.Response:
+    return _login_form(request)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    email, password = str(form.get("email", ""))[:320], str(form.get("password", ""))[:1024]
+    hub = request.app[HUB_KEY]
+    outcome, staff_id = await sessions.check_login(
+        hub.db, email, password, hub.settings.security.max_login_attempts)
+    if outcome is sessions.Outcome.LOCKED:
+        return _login_form(request, email=email, error=LOCKED_MESSAGE, status=429)
+    if staff_id is None:
+        return _login_form(request, email=email, error=WRONG_MESSAGE, status=401)
+    token = await sessions.start(hub.db, staff_id, hub.settings.security.session_hours)
+    response = web.HTTPSeeOther(f"{PREFIX}/")
+    set_session_cookie(request, response, token)
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    await sessions.end(request.app[HUB_KEY].db, signed_in(request).token_hash)
+    response = web.HTTPSeeOther(LOGIN)
+    clear_session_cookie(response)
+    raise response
+
+
+# -- the list ---------------------------------------------------------------------------------
+
+
+async def frame(request: web.Request, session: Any, params: ListParams) -> Context:
+    """What every signed-in page shows: who, the CSRF token, the sidebar."""
+    who = signed_in(request)
+    hub = request.app[HUB_KEY]
+    return {"me": who.staff, "csrf": who.csrf_token, "params": params, "views": VIEWS,
+            "statuses": STATUSES, "channels": hub.adapters.names(),
+            "queues": await queue_counts(session, who.staff)}
+
+
+def _after(request: web.Request, params: ListParams) -> Any:
+    if params.cursor is None:
+        return None
+    try:
+        return cursor.decode_time_id(request.app[HUB_KEY].reply_secret, "staff-list",
+                                     params.cursor)
+    except ApiError:
+        return None  # a stale or edited link: start from the first page
+
+
+async def workspace(request: web.Request) -> web.Response:
+    hub = request.app[HUB_KEY]
+    params = list_params(request.query, hub.adapters.names())
+    staff = signed_in(request).staff
+    async with hub.db.read() as session:
+        rows = await service.list_items(session, staff, params.filter(_after(request, params)),
+                                        PAGE_SIZE + 1)
+        page = rows[:PAGE_SIZE]
+        more = None
+        if len(rows) > PAGE_SIZE:
+            more = cursor.encode_time_id(hub.reply_secret, "staff-list",
+                                         page[-1].last_message_at, page[-1].id)
+        listing = await conversation_list(session, page, more)
+        context = await frame(request, session, params)
+    title = VIEWS[params.view] + (f" in {params.queue}" if params.queue else "")
+    return aiohttp_jinja2.render_template("staff/list.html", request, {
+        **context, "title": title, "items": listing.items, "next_cursor": more})
+
+
+# -- one conversation -------------------------------------------------------------------------
+
+
+def _conversation_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+async def conversation_context(request: web.Request, conversation_id: int) -> Context:
+    hub = request.app[HUB_KEY]
+    staff = signed_in(request).staff
+    async with hub.db.read() as session:
+        try:
+            row = await service.item_for(session, staff, conversation_id)
+        except service.NotFound:
+            raise web.HTTPNotFound() from None
+        detail = await conversation_detail(session, row)
+        channels = await reply_channels(session, detail.contact.id, hub.adapters.names())
+        context = await frame(request, session, ListParams())
+    usable = [o.channel for o in channels if not o.opted_out]
+    return {**context, "title": f"{detail.reference}: {detail.subject or 'no subject'}",
+            "c": detail, "trace": trace_rows(detail.routing.trace),
+            "reply_channels": channels,
+            "default_channel": detail.channel if detail.channel in usable else next(
+                iter(usable), None)}
+
+
+async def conversation(request: web.Request) -> web.Response:
+    context = await conversation_context(request, _conversation_id(request))
+    context["done"] = request.query.get("done", "")[:20]
+    return aiohttp_jinja2.render_template("staff/conversation.html", request, context)
+
+
+async def timeline(request: web.Request) -> web.Response:
+    """The timeline alone, for the page's live updates."""
+    context = await conversation_context(request, _conversation_id(request))
+    return aiohttp_jinja2.render_template("staff/_timeline.html", request, context)

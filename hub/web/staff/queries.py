@@ -1,0 +1,107 @@
+"""What the workspace reads beyond the API's own views: the sidebar's counts per queue, the
+channels a reply can take, and the list's filters parsed from a query string.
+
+Visibility comes from hub.service; the list and the conversation detail are the API's
+(hub.service.list_items, hub.web.views); only workspace-specific shapes live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub import service
+from hub.model import ConversationStatus
+from hub.service import ConversationFilter
+from hub.storage.tables import Conversation, Identity, Staff
+
+VIEWS = {"open": "All open", "unassigned": "Unassigned", "mine": "Mine"}
+STATUSES = tuple(s.value for s in ConversationStatus)
+PAGE_SIZE = 25
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCount:
+    name: str
+    title: str
+    open: int
+    unassigned: int
+    mine: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOption:
+    channel: str
+    addresses: tuple[str, ...]
+    opted_out: bool  # every address on it said STOP: shown, never offered
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    view: str = "open"
+    queue: str | None = None
+    channel: str | None = None
+    status: str | None = None
+    q: str | None = None
+    cursor: str | None = None
+
+    def filter(self, after: tuple[datetime, int] | None) -> ConversationFilter:
+        status = self.status or ConversationStatus.OPEN.value
+        assignee = {"mine": "me", "unassigned": "none"}.get(self.view)
+        return ConversationFilter(queue=self.queue, status=status, channel=self.channel,
+                                  text=self.q, assignee=assignee, after=after)
+
+    def query(self, **changes: str | None) -> dict[str, str]:
+        """These filters as query parameters (for links), with `changes` applied."""
+        values = {"view": self.view, "queue": self.queue, "channel": self.channel,
+                  "status": self.status, "q": self.q} | changes
+        return {k: v for k, v in values.items() if v}
+
+
+def _one(query: Mapping[str, str], name: str, longest: int) -> str | None:
+    value = query.get(name, "").strip()
+    return value[:longest] if value else None
+
+
+def list_params(query: Mapping[str, str], channels: Collection[str]) -> ListParams:
+    """The list's filters from a query string; values it cannot use are dropped, not errors."""
+    view = query.get("view", "open")
+    channel = _one(query, "channel", 16)
+    status = _one(query, "status", 16)
+    return ListParams(view=view if view in VIEWS else "open", queue=_one(query, "queue", 64),
+                      channel=channel if channel in channels else None,
+                      status=status if status in STATUSES else None,
+                      q=_one(query, "q", 200), cursor=_one(query, "cursor", 200))
+
+
+async def queue_counts(session: AsyncSession, staff: Staff) -> list[QueueCount]:
+    """The caller's queues with their open, unassigned and own open conversations."""
+    queues = await service.queues_for(session, staff)
+    rows = await session.execute(
+        select(Conversation.queue, func.count(),
+               func.sum(case((Conversation.assignee_id.is_(None), 1), else_=0)),
+               func.sum(case((Conversation.assignee_id == staff.id, 1), else_=0)))
+        .where(Conversation.status == ConversationStatus.OPEN.value,
+               Conversation.spam.is_(False),
+               Conversation.queue.in_([q.name for q in queues]))
+        .group_by(Conversation.queue))
+    counts = {queue: (int(n), int(free or 0), int(mine or 0)) for queue, n, free, mine in rows}
+    return [QueueCount(q.name, q.title, *counts.get(q.name, (0, 0, 0))) for q in queues]
+
+
+async def reply_channels(session: AsyncSession, contact_id: int,
+                         configured: Collection[str]) -> list[ChannelOption]:
+    """The configured channels the contact has an address on, opted-out ones marked."""
+    rows = await session.execute(
+        select(Identity.channel, Identity.address, Identity.opted_out)
+        .where(Identity.contact_id == contact_id).order_by(Identity.channel, Identity.id))
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for channel, address, opted_out in rows:
+        if channel in configured:
+            found.setdefault(channel, []).append((address, bool(opted_out)))
+    return [ChannelOption(channel, tuple(a for a, _ in items), all(o for _, o in items))
+            for channel, items in found.items()]

@@ -1,0 +1,114 @@
+// Live updates for the workspace: listens to /staff/events (the caller's queues). On a
+// conversation page it reloads the timeline when something happens to that conversation, so a
+// reply's delivery status moves on without a reload; on the first page of a list it reloads the
+// list and the sidebar's counts (unless the focus is inside the list: then it only says so).
+// Reconnects with back-off and catches up once connected again. Also: Ctrl+Enter sends the form
+// being typed in.
+
+const main = document.getElementById("main");
+const conversationId = main ? Number(main.dataset.conversation || 0) : 0;
+const timelineUrl = main ? main.dataset.timelineUrl : undefined;
+const status = document.getElementById("live-status");
+let delay = 1000;
+let refreshing = null;
+let again = false;
+
+async function fetchTimeline() {
+  const response = await fetch(timelineUrl, { credentials: "same-origin", headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const target = document.getElementById("timeline");
+  if (target) target.innerHTML = await response.text();  // server-rendered and escaped
+}
+
+// One reload at a time; news during a reload means one more after it (that one may have read
+// the database before the change the news is about).
+function refreshTimeline() {
+  if (!timelineUrl) return Promise.resolve();
+  if (refreshing) {
+    again = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    try {
+      do {
+        again = false;
+        await fetchTimeline();
+      } while (again);
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+let listTimer = null;
+
+async function refreshList() {
+  const listing = document.getElementById("listing");
+  if (!listing || !("liveList" in listing.dataset)) return;
+  if (listing.contains(document.activeElement)) {
+    announce("New activity in your queues: reload the page to see it.");
+    return;
+  }
+  const response = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const id of ["listing", "sidebar"]) {
+    const now = document.getElementById(id);
+    const next = fresh.getElementById(id);
+    if (now && next && !now.contains(document.activeElement)) now.replaceChildren(...next.childNodes);
+  }
+}
+
+function listChanged() {
+  clearTimeout(listTimer);
+  listTimer = setTimeout(refreshList, 300);  // a burst of events: one reload
+}
+
+function announce(text) {
+  if (status) status.textContent = text;
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${location.host}/staff/events`);
+  let opened = false;
+  socket.addEventListener("message", (message) => {
+    let event;
+    try { event = JSON.parse(message.data); } catch { return; }
+    if (event.kind === "ready") {
+      if (opened) return;
+      opened = true;
+      delay = 1000;
+      document.documentElement.dataset.live = "ready";
+      refreshTimeline();  // whatever happened while we were away
+      listChanged();
+      return;
+    }
+    listChanged();
+    if (conversationId && event.conversation_id === conversationId) {
+      refreshTimeline().then(() => {
+        if (event.kind === "delivery.status") announce(`Reply status: ${event.status || "updated"}`);
+      });
+    }
+  });
+  socket.addEventListener("close", () => {
+    document.documentElement.dataset.live = "closed";
+    setTimeout(connect, delay);
+    delay = Math.min(delay * 2, 30000);
+  });
+}
+
+function sendOnCtrlEnter() {
+  for (const area of document.querySelectorAll("form.compose textarea")) {
+    area.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        area.form.requestSubmit();
+      }
+    });
+  }
+}
+
+sendOnCtrlEnter();
+if (main && "WebSocket" in window) connect();
