@@ -167,6 +167,9 @@ class TelegramSection(Section):
     secret_token: SecretStr = SecretStr("")
     mode: Literal["webhook", "polling"] = "webhook"
     api_base_url: str = ""
+    max_file_bytes: int = Field(default=20_971_520, ge=1024)  # per file; the Bot API serves 20 MB
+    poll_seconds: int = Field(default=25, ge=0, le=50)  # getUpdates long-poll timeout
+    acknowledge: bool = True
 
 
 class RoutingSection(Section):
@@ -197,6 +200,8 @@ class SpoolSection(Section):
 class SecuritySection(Section):
     session_hours: int = Field(default=12, ge=1)
     api_rate_per_minute: int = Field(default=600, ge=1)
+    # per client address, on citizen form posts and tracking pages (hub.web.citizen.guard)
+    citizen_rate_per_minute: int = Field(default=30, ge=1)
     max_login_attempts: int = Field(default=10, ge=1)
 
 

@@ -1,5 +1,5 @@
-"""The aiohttp application: middlewares, response headers, operations endpoints, API and adapter
-webhooks.
+"""The aiohttp application: middlewares, response headers, operations endpoints, API, the staff
+workspace (/staff), the citizen pages (/, /forms, /track) and adapter webhooks.
 
 `/metrics` is open to everyone unless `[http] metrics_allow` or `metrics_token` is set; then only
 an allowed address or the token gets it (401 without credentials, 403 otherwise, 429 for an
@@ -18,9 +18,12 @@ from hub import metrics
 from hub.web.addresses import TRUSTED_PROXIES_KEY, Network, client_address, networks, within
 from hub.web.api import setup_api
 from hub.web.auth_mw import refused
+from hub.web.citizen import setup_citizen
 from hub.web.errors import error_middleware, json_error, secure_headers
 from hub.web.keys import HUB_KEY
+from hub.web.open311 import setup_open311
 from hub.web.protocol_log import protocol_logger
+from hub.web.staff import setup_staff
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -40,6 +43,9 @@ def create_app(hub: Hub) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
     setup_api(app)
+    setup_staff(app)
+    setup_open311(app)
+    setup_citizen(app)
     for adapter in hub.adapters.with_hook("routes"):
         app.router.add_routes(adapter.routes(hub.context))
     return app

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hub.cli import main
-from hub.config import ConfigError, load_settings
+from hub.config import ConfigError, Settings, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
@@ -79,3 +79,16 @@ def test_secrets_never_show_in_reprs_or_errors(tmp_path: Path) -> None:
 def test_missing_config_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_settings(tmp_path / "absent.toml", environ={})
+
+
+def test_provider_libraries_do_not_log_requests_at_info() -> None:
+    """twilio logs each API request and httpx (python-telegram-bot) each URL, which holds the
+    bot's token: at the hub's INFO level neither reaches the log; their warnings do."""
+    import logging
+
+    from hub.cli import _logging
+
+    _logging(Settings())
+    for name in ("twilio.http_client", "httpx", "telegram.ext"):
+        logger = logging.getLogger(name)
+        assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
