@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 import asyncpg
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Column, MetaData, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from hub.auth import create_token
@@ -203,12 +203,20 @@ async def _insert_all(conn: AsyncConnection, rows: Iterator[tuple[str, dict[str,
     await _flush(conn, pending, upto="messages")
 
 
+def _as_seeded(table: Table, row: dict[str, Any]) -> Table:
+    """`table` with only the columns the seed writes and no Python-side defaults: the seed
+    writes the schema as it was at SEED_AT, without the columns later revisions added (their
+    server defaults fill them when the migrations to head run)."""
+    return Table(table.name, MetaData(), *(Column(c.name, c.type, primary_key=c.primary_key)
+                                          for c in table.columns if c.name in row))
+
+
 async def _flush(conn: AsyncConnection, pending: dict[str, list[dict[str, Any]]],
                  upto: str) -> None:
     """Write the buffered rows of `upto` and of every table before it (foreign keys)."""
     for name in TABLES:
         if pending[name]:
-            await conn.execute(insert(TABLES[name]), pending[name])
+            await conn.execute(insert(_as_seeded(TABLES[name], pending[name][0])), pending[name])
             pending[name] = []
         if name == upto:
             return
@@ -231,26 +239,35 @@ async def make_agent(url: str) -> str:
 # -- the server (a child process) -------------------------------------------------------------
 
 
-def serve(url: str, data_dir: str, conn: Connection) -> None:
-    """Child process: the hub's aiohttp app on a free port; sends the port, stops on a word."""
-    asyncio.run(_serve(url, data_dir, conn))
-
-
-async def _serve(url: str, data_dir: str, conn: Connection) -> None:
-    from aiohttp import web
-
-    from hub.app import Hub
-    from hub.web.app import create_app
-
-    settings = Settings.model_validate({
+def bench_settings(url: str, data_dir: str, extra: dict[str, Any] | None = None) -> Settings:
+    """The hub's settings for a bench server: no SMTP, no rules, no acknowledgments, no rate
+    limit; `extra` adds sections (e.g. `{"redis": {"url": ...}}`)."""
+    return Settings.model_validate({
         "hub": {"data_dir": data_dir, "secret_key": "bench"},
         "database": {"url": url, "migrate_on_start": False},
         "smtp": {"enabled": False}, "email": {"acknowledge": False},
         "routing": {"rules_dir": str(Path(data_dir) / "none"), "watch": False},
         "security": {"api_rate_per_minute": 10_000_000},
+        **(extra or {}),
     })
-    hub = Hub(settings, adapters=[])
+
+
+def serve(url: str, data_dir: str, conn: Connection, extra: dict[str, Any] | None = None) -> None:
+    """Child process: the hub's aiohttp app on a free port; sends the port, stops on a word."""
+    asyncio.run(_serve(url, data_dir, conn, extra))
+
+
+async def _serve(url: str, data_dir: str, conn: Connection,
+                 extra: dict[str, Any] | None) -> None:
+    from aiohttp import web
+
+    from hub.app import Hub
+    from hub.web.app import create_app
+
+    hub = Hub(bench_settings(url, data_dir, extra), adapters=[])
     await hub.prepare()
+    if hub.event_relay is not None:  # as `hub serve` does: events of other processes arrive
+        await hub.event_relay.listen()
     runner = web.AppRunner(create_app(hub), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -264,10 +281,12 @@ async def _serve(url: str, data_dir: str, conn: Connection) -> None:
 
 
 @asynccontextmanager
-async def served(url: str, data_dir: Path) -> AsyncIterator[str]:
+async def served(url: str, data_dir: Path,
+                 extra: dict[str, Any] | None = None) -> AsyncIterator[str]:
+    """The hub's app in a child process (`bench_settings(url, data_dir, extra)`): its base URL."""
     parent, child = multiprocessing.get_context("spawn").Pipe()
     process = multiprocessing.get_context("spawn").Process(
-        target=serve, args=(url, str(data_dir), child), daemon=True)
+        target=serve, args=(url, str(data_dir), child, extra), daemon=True)
     process.start()
     try:
         port = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
@@ -321,8 +340,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(clients: Clients, seeded: Seeded, requests: int,
-                  rng: random.Random) -> dict[str, list[float]]:
+def endpoints(clients: Clients, seeded: Seeded,
+              rng: random.Random) -> dict[str, Callable[[int], Awaitable[float]]]:
+    """The measured requests by name: each call of one makes a request and returns its time."""
     cursors: dict[int, tuple[str | None, int]] = {}
 
     async def listing(_: int) -> float:
@@ -352,9 +372,13 @@ async def measure(clients: Clients, seeded: Seeded, requests: int,
     words = {f"q={WORDS[0]} (common)": WORDS[0], f"q={MID_WORD} (mid)": MID_WORD,
              f"q={RARE_WORD} (rare)": RARE_WORD, f"q={ADDRESS_QUERY} (address)": ADDRESS_QUERY,
              f"q={SHORT_QUERY} (2 chars)": SHORT_QUERY}
-    plan: dict[str, Callable[[int], Awaitable[float]]] = {
-        "list": listing, "next page": next_page,
-        **{name: search(word) for name, word in words.items()}, "detail": detail}
+    return {"list": listing, "next page": next_page,
+            **{name: search(word) for name, word in words.items()}, "detail": detail}
+
+
+async def measure(clients: Clients, seeded: Seeded, requests: int,
+                  rng: random.Random) -> dict[str, list[float]]:
+    plan = endpoints(clients, seeded, rng)
     return {name: await clients.run(requests, one) for name, one in plan.items()}
 
 
@@ -379,18 +403,25 @@ async def database(backend: str, root: Path, pg_url: str, label: str) -> AsyncIt
         await conn.close()
 
 
-async def one_size(backend: str, n: int, args: argparse.Namespace,
-                   root: Path) -> dict[str, list[float]]:
-    async with database(backend, root, args.pg_url, f"n{n}") as url:
+@asynccontextmanager
+async def seeded_database(backend: str, n: int, pg_url: str,
+                          root: Path) -> AsyncIterator[tuple[str, Seeded, str]]:
+    """A fresh database of n seeded conversations and the queues: (url, seeded, agent token)."""
+    async with database(backend, root, pg_url, f"n{n}") as url:
         seeded = await seed(url, n)
         print(f"  seeded {n:,} conversations in {seeded.insert_seconds:.1f} s, then migrated "
               f"to head (search indexes built) in {seeded.migrate_seconds:.1f} s", flush=True)
-        token = await make_agent(url)
-        async with served(url, root / f"data-{backend}-{n}") as base, \
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-                    limit=args.concurrency)) as session:
-            clients = Clients(base, token, args.concurrency, session)
-            return await measure(clients, seeded, args.requests, random.Random(1))
+        yield url, seeded, await make_agent(url)
+
+
+async def one_size(backend: str, n: int, args: argparse.Namespace,
+                   root: Path) -> dict[str, list[float]]:
+    async with seeded_database(backend, n, args.pg_url, root) as (url, seeded, token), \
+            served(url, root / f"data-{backend}-{n}") as base, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+                limit=args.concurrency)) as session:
+        clients = Clients(base, token, args.concurrency, session)
+        return await measure(clients, seeded, args.requests, random.Random(1))
 
 
 def report(n: int, bare: dict[str, list[float]], full: dict[str, list[float]]) -> None:

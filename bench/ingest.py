@@ -101,6 +101,16 @@ def shipped_settings(workdir: Path, url: str, relay_port: int) -> Any:
 @asynccontextmanager
 async def shipped_hub(backend: str, pg_url: str, relay_port: int) -> AsyncIterator[Any]:
     """The hub as shipped, started on a fresh migrated database of `backend`."""
+    async with fresh_database(backend, pg_url) as (workdir, url), \
+            running_hub(shipped_settings(workdir, url, relay_port)) as hub:
+        yield hub
+
+
+@asynccontextmanager
+async def fresh_database(backend: str, pg_url: str,
+                         prefix: str = "bench_ingest") -> AsyncIterator[tuple[Path, str]]:
+    """(a temporary directory, the URL of a fresh database migrated to the newest schema): a
+    SQLite file in that directory, or a throw-away PostgreSQL database, dropped afterwards."""
     from hub.storage.db import upgrade
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,11 +119,10 @@ async def shipped_hub(backend: str, pg_url: str, relay_port: int) -> AsyncIterat
         if backend == "sqlite":
             url = f"sqlite+aiosqlite:///{workdir / 'hub.db'}"
         else:
-            url, drop = await pg_database(pg_url)
+            url, drop = await pg_database(pg_url, prefix)
         try:
             await upgrade(url)
-            async with running_hub(shipped_settings(workdir, url, relay_port)) as hub:
-                yield hub
+            yield workdir, url
         finally:
             if drop is not None:
                 await drop()
@@ -182,10 +191,10 @@ async def wait_for_acks(hub: Any, counts: tuple[int, int, int]) -> None:
               "(rules may suppress some)", flush=True)
 
 
-async def pg_database(base: str) -> tuple[str, Callable[[], Any]]:
+async def pg_database(base: str, prefix: str = "bench_ingest") -> tuple[str, Callable[[], Any]]:
     import asyncpg
 
-    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     dsn = base.replace("postgresql+asyncpg", "postgresql")
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
