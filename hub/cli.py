@@ -279,6 +279,23 @@ def cmd_apikey_create(args: argparse.Namespace) -> int:
     return _run_with_db(args, body)
 
 
+def cmd_apikey_revoke(args: argparse.Namespace) -> int:
+    from hub import audit
+    from hub.apikeys import NoSuchKey, revoke_key
+
+    async def body(settings: Settings, db: Any) -> int:
+        try:
+            async with db.transaction() as session:
+                await revoke_key(session, args.name)
+                audit.record(session, "cli", "apikey.revoke", "open311_key", args.name)
+        except NoSuchKey as exc:
+            raise CommandError(str(exc)) from None
+        print(f"Open311 API key for {args.name} revoked")
+        return 0
+
+    return _run_with_db(args, body)
+
+
 # -- spool, outbox: what was set aside --------------------------------------------------------
 
 def _run_with_db(args: argparse.Namespace,
@@ -497,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     key_create = apikey.add_parser("create", parents=[common], help="print a new Open311 API key")
     key_create.add_argument("name", help="the client it is for, e.g. city-app")
     key_create.set_defaults(func=cmd_apikey_create)
+    key_revoke = apikey.add_parser("revoke", parents=[common],
+                                   help="end an Open311 API key at once")
+    key_revoke.add_argument("name")
+    key_revoke.set_defaults(func=cmd_apikey_revoke)
 
     spool = sub.add_parser("spool", help="inbound items set aside (failed)").add_subparsers(
         dest="spool_command", required=True)

@@ -1,5 +1,6 @@
 """Periodic upkeep: re-enqueue outbox items whose job was lost or is due again, refresh the
-outbox gauge, fire due routing timers. Safe to run in several processes at once."""
+outbox gauge, fire due routing timers, purge worked spool items and spent sign-ins. Safe to run
+in several processes at once."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 
 from hub import metrics
 from hub.model import OutboxState, utcnow
-from hub.storage.tables import OutboxItem, SpoolEntry
+from hub.storage.tables import LoginFailure, OutboxItem, SpoolEntry, WebSession
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
+FAILURES_KEPT = timedelta(days=1)
 
 
 async def sweep_outbox(hub: Hub) -> int:
@@ -88,8 +90,19 @@ async def purge_spool(hub: Hub) -> int:
     return await purge_worked(hub.db, timedelta(days=hub.settings.spool.keep_days))
 
 
+async def purge_sign_ins(hub: Hub) -> int:
+    """Workspace sessions past their end, and wrong-password counts a day old (long past any
+    lockout): an unknown email tried once must not stay a row for ever."""
+    now = utcnow()
+    async with hub.db.transaction() as session:
+        ended = await session.execute(delete(WebSession).where(WebSession.expires_at < now))
+        old = await session.execute(delete(LoginFailure).where(
+            LoginFailure.last_failed_at < now - FAILURES_KEPT))
+    return int(ended.rowcount or 0) + int(old.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def run_once(hub: Hub) -> None:
-    for step in (sweep_outbox, fire_timers, refresh_outbox_gauge, purge_spool):
+    for step in (sweep_outbox, fire_timers, refresh_outbox_gauge, purge_spool, purge_sign_ins):
         try:
             await step(hub)
         except Exception:

@@ -213,3 +213,11 @@ def test_cli_creates_api_keys(settings: Settings, tmp_path: Path,
         return row.name if row is not None and wrong is None else None
 
     assert asyncio.run(holder()) == "city-app"
+    # Revoked: it opens nothing at once; a new key for the same client can be made.
+    assert cli.main(["apikey", "revoke", "city-app", "--config", str(config)]) == 0
+    assert asyncio.run(holder()) is None
+    assert cli.main(["apikey", "revoke", "city-app", "--config", str(config)]) == 1
+    capsys.readouterr()
+    assert cli.main(["apikey", "create", "city-app", "--config", str(config)]) == 0
+    key = capsys.readouterr().out.strip()
+    assert asyncio.run(holder()) == "city-app"
