@@ -31,6 +31,7 @@ from hub.config import Settings, load_settings
 from hub.events import EventBus, RedisRelay
 from hub.intake import Intake
 from hub.jobs import InProcessJobs, Jobs, RQJobs
+from hub.notices import StatusNotices
 from hub.parsepool import ParsePool
 from hub.queues import declared_queues, sync_queues
 from hub.routing import DefaultQueueRouter, Router
@@ -40,6 +41,7 @@ from hub.spool import Spool, SpoolWorker, WorkPolicy
 from hub.status import StatusReporter
 from hub.storage.blobs import BlobStore
 from hub.storage.db import Database, upgrade
+from hub.survey import ReplyAnswers
 
 if TYPE_CHECKING:
     from hub.workers.delivery import DeliveryRunner
@@ -90,18 +92,24 @@ class Hub:
         self._delivery: DeliveryRunner | None = None
         self._local_jobs: InProcessJobs | None = None
         self.jobs: Jobs = jobs or self._make_jobs()
+        short = frozenset(self.adapters.capable(Capability.SHORT_TEXT))  # phone channels
         self.acknowledger = Acknowledger(
             channels=self.adapters.acknowledging(),
             default_language=settings.hub.default_language,
             templates=self._template,
             attachment_limit=settings.smtp.max_attachment_bytes,
-            short=frozenset(self.adapters.capable(Capability.SHORT_TEXT)),
+            short=short,
         )
+        self.status_notices = StatusNotices(
+            channels=self.adapters, short=short,
+            default_language=settings.hub.default_language,
+            public_url=str(settings.hub.public_url).rstrip("/"), templates=self._template)
         self.intake = Intake(
             self.db, self.blobs,
             router=self.router,
             reply_secret=self.reply_secret,
             reopen_window=timedelta(days=settings.hub.reopen_window_days),
+            survey_replies=ReplyAnswers(short, timedelta(days=settings.hub.survey_days)),
             acknowledger=self.acknowledger,
             on_outbox=self.jobs.submit_delivery,
             events=self.events,

@@ -40,6 +40,7 @@ class HubSection(Section):
     data_dir: Path = Path("data")
     secret_key: SecretStr = SecretStr("")  # empty: generated once and kept in data_dir
     reopen_window_days: int = Field(default=14, ge=0)
+    survey_days: int = Field(default=7, ge=0)  # a digit reply this long after the notice rates
     default_language: str = "en"
     languages: tuple[str, ...] = ("en", "es")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -62,6 +62,7 @@ from hub.storage.tables import (
     Identity,
     Message,
 )
+from hub.survey import ReplyAnswers
 from hub.tokens import new_reference, verify_reply_token
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ OPT_KEYWORDS = ("stop", "start")  # InboundMessage.meta["keyword"], set by SMS-l
 ANSWER = "answer"  # meta: a text the channel asks to send back at once (Telegram's /start welcome)
 LINK_REFERENCE = "link_reference"  # meta: a first message from an address asks to join the
 # contact of that reference (Telegram's /start REF deep link, offered on another channel)
+SURVEY = "survey_answer"  # the thread rule of a reply that answered the survey (hub.survey)
 LOOKUPS = "hub.intake.lookups"  # the batch's Lookups, in the transaction's session.info
 
 
@@ -109,6 +111,7 @@ class Intake:
         router: Callable[[], Router],
         reply_secret: bytes,
         reopen_window: timedelta,
+        survey_replies: ReplyAnswers | None = None,
         acknowledger: Acknowledger | None = None,
         on_outbox: Callable[[Sequence[int]], object] | None = None,
         events: EventBus | None = None,
@@ -119,6 +122,7 @@ class Intake:
         self._router = router
         self._secret = reply_secret
         self._reopen_window = reopen_window
+        self._survey_replies = survey_replies
         self._ack = acknowledger
         self._on_outbox = on_outbox
         self._events = events
@@ -281,7 +285,8 @@ class Intake:
                     content_type=attachment.content_type, size=len(attachment.data),
                     sha256=sha, content_id=attachment.content_id, inline=attachment.inline)
         _touch(conversation, msg)
-        keyword = msg.meta.get("keyword")
+        # A survey's answer (a digit) is kept like a keyword: on the conversation, never routed.
+        keyword = msg.meta.get("keyword") or (SURVEY if rule == SURVEY else None)
         if keyword in OPT_KEYWORDS:
             await _opt(session, msg, opted_out=keyword == "stop")
         if (report or keyword) and is_new:
@@ -363,6 +368,9 @@ class Intake:
         if conversation is not None and self._can_continue(conversation, now):
             if msg.automatic:
                 return conversation, rule, False  # kept with the conversation; changes nothing
+            if (self._survey_replies is not None
+                    and await self._survey_replies.take(session, conversation, msg)):
+                return conversation, SURVEY, False  # an answer, not a reason to reopen
             if conversation.status == ConversationStatus.RESOLVED.value:
                 conversation.status = ConversationStatus.OPEN.value
                 conversation.resolved_at = None
@@ -485,7 +493,7 @@ async def _message_row(session: AsyncSession, msg: InboundMessage, conversation_
         subject=msg.subject,
         body=msg.text,
         full_text=msg.full_text,
-        html=sanitize_html(msg.html),
+        html=sanitize_html(msg.html, remote_images=True),
         raw=msg.raw,
         automatic=msg.automatic,
         flags=[*msg.flags, *([CUT] if _cut(msg) else [])],

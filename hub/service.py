@@ -425,11 +425,19 @@ async def not_spam(db: Database, actor: Staff, conversation_id: int, *, reroute:
     return conversation
 
 
+# The status notice (hub.notices.StatusNotices): queued in the change's transaction for the
+# conversation now in its new status, given the old one; returns the outbox ids.
+Notify = Callable[[AsyncSession, Conversation, str], Awaitable[list[int]]]
+
+
 async def set_status(db: Database, actor: Staff, conversation_id: int, status: str, *,
-                     publish: Publish) -> Conversation:
-    """`resolved` stamps resolved_at; going back to open or pending clears it."""
+                     publish: Publish, notify: Notify | None = None,
+                     submit_delivery: SubmitDelivery | None = None) -> Conversation:
+    """`resolved` stamps resolved_at; going back to open or pending clears it. With `notify`,
+    the citizen is told of the change (once: an unchanged status changes nothing)."""
     if status not in {s.value for s in ConversationStatus}:
         raise Invalid(f"status: {status!r} is not a conversation status", "unknown_status")
+    outbox_ids: list[int] = []
 
     async def change(session: AsyncSession, conversation: Conversation) -> Detail | None:
         if conversation.status == status:
@@ -439,6 +447,11 @@ async def set_status(db: Database, actor: Staff, conversation_id: int, status: s
             conversation.resolved_at = utcnow()
         elif status in _UNRESOLVED:
             conversation.resolved_at = None
+        if notify is not None:
+            outbox_ids.extend(await notify(session, conversation, old))
         return {"from": old, "to": status}
 
-    return await _act(db, publish, actor, conversation_id, "status", change)
+    conversation = await _act(db, publish, actor, conversation_id, "status", change)
+    if outbox_ids and submit_delivery is not None:
+        submit_delivery(outbox_ids)
+    return conversation

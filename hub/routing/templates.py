@@ -21,7 +21,9 @@ from hub.routing.errors import RuleError
 VARIABLES = frozenset(
     {"reference", "subject", "sender_name", "channel", "queue", "rule", "language", "received_at",
      # set when an auto-reply's text goes inside the acknowledgment, and that text there
-     "embedded", "notices"}
+     "embedded", "notices",
+     # the status notices' (hub.notices): the tracking page, and the survey's page or ""
+     "tracking_url", "survey_url"}
 )
 
 

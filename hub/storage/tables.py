@@ -422,3 +422,22 @@ class CannedResponse(Base):
     queue: Mapped[str | None] = mapped_column(String(64), index=True)
     created_by: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Survey(Base):
+    """A conversation's satisfaction survey (0009, hub.survey): one per conversation, made when
+    its resolution notice is queued. The token is the unguessable `/survey/{token}` link; the
+    answer (a rating 1-5 and an optional comment) is stored once, from the page or, on a phone
+    channel, from a reply that is just the digit."""
+
+    __tablename__ = "surveys"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), unique=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))  # where the notice with the link went
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)  # the latest resolution notice
+    rating: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(CleanText)
+    answered_at: Mapped[datetime | None]
+    answered_via: Mapped[str | None] = mapped_column(String(16))  # "web" or the reply's channel

@@ -25,6 +25,7 @@ from hub.storage.tables import (
     Message,
     RoutingDecisionRow,
     Staff,
+    Survey,
 )
 from hub.web.schemas import (
     ContactDetail,
@@ -131,7 +132,8 @@ async def conversation_detail(session: AsyncSession, row: Row[Any]) -> Conversat
     [item] = await _row_items(session, [row])
     return ConversationDetail.model_validate({
         **item, "messages": await _messages(session, row.id),
-        "routing": await _routing(session, row.id)})
+        "routing": await _routing(session, row.id),
+        "satisfaction": await _satisfaction(session, row.id)})
 
 
 # What a detail shows of each message (not the deferred full_text, html and raw), with the
@@ -186,6 +188,18 @@ async def _routing(session: AsyncSession, conversation_id: int) -> Json:
         return {"rules_version": None, "trace": []}
     return {"rules_version": row.rules_version, "trace": list(row.trace or []),
             "decision": dict(row.decision or {})}
+
+
+_SATISFACTION = (select(Survey.rating, Survey.comment, Survey.answered_at)
+                 .where(Survey.conversation_id == bindparam("conversation_id"),
+                        Survey.answered_at.is_not(None)))
+
+
+async def _satisfaction(session: AsyncSession, conversation_id: int) -> Json | None:
+    row = (await session.execute(_SATISFACTION, {"conversation_id": conversation_id})).first()
+    if row is None:
+        return None
+    return {"rating": row.rating, "comment": row.comment, "answered_at": row.answered_at}
 
 
 async def open_counts(session: AsyncSession) -> dict[tuple[str | None, str], int]:

@@ -57,12 +57,12 @@ def is_citizen_path(path: str) -> bool:
 
 
 async def citizen_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: page headers on every citizen response, errors too; tracking pages
-    are personal: never indexed."""
+    """on_response_prepare: page headers on every citizen response, errors too; tracking and
+    survey pages are personal: never indexed."""
     if not is_citizen_path(request.path):
         return
     set_page_headers(response, cache=request.path.startswith(STATIC_PREFIX))
-    if request.path.startswith("/track"):
+    if request.path.startswith(("/track", "/survey")):
         response.headers["X-Robots-Tag"] = "noindex, nofollow"
 
 

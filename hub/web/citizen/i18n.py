@@ -82,7 +82,9 @@ def offered(request: web.Request) -> tuple[str, ...]:
     return tuple(dict.fromkeys([settings.default_language, *settings.languages]))
 
 
-def choose(request: web.Request) -> Language:
+def choose(request: web.Request, known: str | None = None) -> Language:
+    """The page's language; `known` (the citizen's stored one, where the page is theirs alone,
+    as a survey) comes after the explicit choice and before the browser's."""
     languages = offered(request)
     asked = request.query.get(LANG_PARAM, "")
     if asked in languages:
@@ -90,6 +92,8 @@ def choose(request: web.Request) -> Language:
     remembered = request.cookies.get(LANG_COOKIE, "")
     if remembered in languages:
         return Language(remembered, False)
+    if known in languages:
+        return Language(known, False)
     header = _from_header(request.headers.get("Accept-Language", ""), languages)
     return Language(header or request.app[HUB_KEY].settings.hub.default_language, False)
 

@@ -3,7 +3,7 @@ form with a photo in English by keyboard alone with JavaScript on, then in Spani
 with JavaScript on and off (a failed submit first: the error summary takes the focus and each
 link focuses its field),
 a staff reply through the API showing on the tracking page, and axe-core finding nothing on
-every page in both languages.
+every page in both languages (the satisfaction survey too: empty, failed, answered).
 
 Slow (a browser each): marked slow_e2e, so they run on SQLite unless --full.
 """
@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, expect
+from sqlalchemy import select
 
 from hub.app import Hub
 from hub.forms import live_forms
+from hub.storage.tables import Survey
 from tests.web.citizen.citizen import (
     PNG,
     POTHOLE,
@@ -170,6 +172,38 @@ async def test_axe_finds_nothing_on_any_page_in_either_language(
             response = await page.goto(f"/track/{reference}")
             assert response is not None and response.status == 429
             assert await axe_violations(page) == []
+
+
+async def survey_path(client: TestClient, hub: Hub, language: str) -> str:
+    """A request filed in `language` and resolved by staff: its survey's path."""
+    submitted = await post_form(client, POTHOLE, headers={"Accept-Language": language})
+    conv = await conversation_id(hub, str(submitted.headers["Location"]).rsplit("/", 1)[1])
+    await staff_call(client, await staff_token(hub, f"{language}@city.example"),
+                     f"/api/v1/conversations/{conv}/status", {"status": "resolved"})
+    async with hub.db.read() as session:
+        token = await session.scalar(select(Survey.token).where(Survey.conversation_id == conv))
+    return f"/survey/{token}"
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+async def test_axe_finds_nothing_on_the_survey(opener: Opener, client: TestClient, hub: Hub,
+                                               language: str) -> None:
+    path = await survey_path(client, hub, language)
+    async with opener(language) as page:
+        await page.goto(path)
+        assert await page.get_attribute("html", "lang") == language
+        assert await axe_violations(page) == [], "the survey"
+        await page.locator("form button[type=submit]").click()
+        await expect(page.locator(".error-summary")).to_be_focused()
+        assert await axe_violations(page) == [], "the survey, failed"
+        await page.locator("input[name=rating][value='4']").check()
+        await page.locator("#f-comment").fill("Quick and kind")
+        await page.locator("form button[type=submit]").click()
+        await expect(page.locator("[role=status]")).to_be_visible()
+        assert await axe_violations(page) == [], "the thank-you page"
+        await page.goto(path)
+        await expect(page.locator("form.survey")).to_have_count(0)
+        assert await axe_violations(page) == [], "answered already"
 
 
 async def test_the_portal_fits_a_320_pixel_screen(opener: Opener) -> None:
