@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import canned, service, setaside
+from hub.contacts import merge_contacts
 from hub.service import ADMINS, SUPERVISORS, ConversationFilter
 from hub.staff import StaffError, add_staff, find_staff
 from hub.storage.tables import (
@@ -51,6 +52,7 @@ from hub.web.schemas import (
     ConversationItem,
     ConversationList,
     ConversationQuery,
+    MergeIn,
     MessageCreated,
     NoteIn,
     OutboxItemOut,
@@ -172,9 +174,22 @@ async def get_contact(request: web.Request) -> web.Response:
     return _json(detail)
 
 
-def _disposition(filename: str) -> str:
+async def merge_contact(request: web.Request) -> web.Response:
+    data = await read_body(request, MergeIn)
+    hub = request.app[HUB_KEY]
+    contact = await merge_contacts(hub.db, caller(request).staff, _id(request),
+                                   data.contact_id, publish=hub.events.publish)
+    async with reading(request) as session:
+        kept, conversations = await service.contact_for(session, caller(request).staff,
+                                                        contact.id)
+        detail = await contact_detail(session, kept, conversations)
+    return _json(detail)
+
+
+def disposition(filename: str, kind: str = "attachment") -> str:
+    """A Content-Disposition header naming `filename` safely (ASCII fallback and RFC 5987)."""
     fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", filename)[:150] or "attachment"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename[:200])}"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename[:200])}"
 
 
 async def get_attachment(request: web.Request) -> web.StreamResponse:
@@ -188,7 +203,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={
         "Content-Type": content_type if SAFE_INLINE_TYPES.match(content_type)
         else "application/octet-stream",
-        "Content-Disposition": _disposition(attachment.filename),
+        "Content-Disposition": disposition(attachment.filename),
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
     })
@@ -251,8 +266,9 @@ async def post_transfer(request: web.Request) -> web.Response:
 async def post_status(request: web.Request) -> web.Response:
     data = await read_body(request, StatusIn)
     hub = request.app[HUB_KEY]
-    conversation = await service.set_status(hub.db, caller(request).staff, _id(request),
-                                            data.status, publish=hub.events.publish)
+    conversation = await service.set_status(
+        hub.db, caller(request).staff, _id(request), data.status, publish=hub.events.publish,
+        notify=hub.status_notices, submit_delivery=hub.jobs.submit_delivery)
     return await _item(request, conversation)
 
 
@@ -467,6 +483,12 @@ ROUTES: tuple[Route, ...] = (
           "A contact with every identity and the conversations the caller may see",
           ContactDetail,
           description="Agents get 404 for a contact with no conversation in their queues."),
+    Route("POST", f"{API}/contacts/{{id}}/merge", merge_contact,
+          "Merge another contact into this one", ContactDetail, body=MergeIn,
+          roles=SUPERVISORS,
+          description="The other contact's identities and conversations move to this one, "
+                      "which takes its name or language when it has none; the other is "
+                      "deleted. 404 when either does not exist, 422 for the same contact."),
     Route("GET", f"{API}/attachments/{{id}}", get_attachment, "Download an attachment",
           media_type="application/octet-stream",
           description="Served as a download (Content-Disposition: attachment, nosniff)."),

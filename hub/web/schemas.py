@@ -229,9 +229,18 @@ class RoutingOut(ResponseModel):
     decision: dict[str, Any] = Field(default_factory=dict)
 
 
+class SatisfactionOut(ResponseModel):
+    rating: int = Field(ge=1, le=5, description="1 (bad) to 5 (very good).")
+    comment: str | None
+    answered_at: datetime
+
+
 class ConversationDetail(ConversationItem):
     messages: list[MessageOut]
     routing: RoutingOut
+    satisfaction: SatisfactionOut | None = Field(
+        default=None, description="The citizen's answer to the satisfaction survey sent with "
+        "the resolution notice; null until they answer.")
 
 
 class MessageCreated(ResponseModel):
@@ -250,6 +259,10 @@ class CannedOut(ResponseModel):
 class CannedList(ResponseModel):
     items: list[CannedOut]
     placeholders: dict[str, str] = Field(description="What each placeholder becomes.")
+
+
+class MergeIn(RequestModel):
+    contact_id: int = Field(ge=1, description="The contact merged into this one, then deleted.")
 
 
 class RenderedOut(ResponseModel):

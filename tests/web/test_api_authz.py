@@ -40,6 +40,8 @@ ENDPOINTS: list[tuple[str, str, str, Any, int, str]] = [
     ("by queue",     "GET",  "/api/v1/conversations?queue=roads",  None,           200, "list"),
     ("queues",       "GET",  "/api/v1/queues",                     None,           200, "list"),
     ("shared contact", "GET", "/api/v1/contacts/{both}",           None,           200, "list"),
+    ("merge contacts", "POST", "/api/v1/contacts/{contact}/merge", {"contact_id": "{both}"},
+     200, "supervisor"),
     ("staff list",   "GET",  "/api/v1/staff",                      None,           200, "admin"),
     ("staff add",    "POST", "/api/v1/staff",                      NEW_STAFF,      201, "admin"),
     ("outbox",       "GET",  "/api/v1/outbox?state=dead",          None,           200,
@@ -102,6 +104,14 @@ def fill(path: str, world: World) -> str:
                        canned=world.canned)
 
 
+def fill_body(body: Any, world: World) -> Any:
+    """A body's "{name}" values as the world's ids (a contact to merge)."""
+    if not isinstance(body, dict):
+        return body
+    return {k: int(fill(v, world)) if isinstance(v, str) and v.startswith("{") else v
+            for k, v in body.items()}
+
+
 @pytest.mark.parametrize("who", CALLERS)
 @pytest.mark.parametrize(("name", "method", "path", "body", "ok", "kind"), ENDPOINTS,
                          ids=[e[0] for e in ENDPOINTS])
@@ -110,7 +120,7 @@ async def test_matrix(client: TestClient, world: World, who: str, name: str, met
     references = await roads_references(client, world)
     before = await snapshot(world.hub)
     status, answer, headers = await call(client, method, fill(path, world),
-                                         token_for(world, who), body)
+                                         token_for(world, who), fill_body(body, world))
     after = await snapshot(world.hub)
     shown = str(answer)
     if who in ALLOWED[kind]:

@@ -5,7 +5,8 @@ with a password and a server-side session.
 `setup_staff(app)` mounts it as a sub-application: its middleware (hub.web.staff.guard) checks
 the session and the CSRF token of every request, and every page gets a strict
 Content-Security-Policy. Pages are in `pages`, actions in `actions`, administration in `admin`,
-live events in `live`.
+live events in `live`, the reply box's helpers (canned responses, SMS counter) in `compose`, the
+contact panel in `contact`, email HTML and attachments in `mail`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from hub.web.html import WEB, setup_templates
 from hub.web.keys import HUB_KEY
-from hub.web.staff import actions, admin, pages
+from hub.web.staff import actions, admin, compose, mail, pages
 from hub.web.staff.guard import LOGIN, PREFIX, page_headers, staff_guard
 from hub.web.staff.live import staff_events
 
@@ -36,6 +37,11 @@ def _staff_app(app: web.Application) -> web.Application:
     staff.router.add_post(CONVERSATION + "/note", actions.note)
     staff.router.add_post(CONVERSATION + "/claim", actions.claim)
     staff.router.add_post(CONVERSATION + "/status", actions.set_status)
+    staff.router.add_post(CONVERSATION + "/merge-contact", actions.merge_contact)
+    staff.router.add_get(CONVERSATION + "/canned/{canned_id:\\d{1,18}}", compose.render_canned)
+    staff.router.add_post("/sms-segments", compose.sms_segments)
+    staff.router.add_get("/messages/{id:\\d{1,18}}/html", mail.message_html)
+    staff.router.add_get("/attachments/{id:\\d{1,18}}", mail.attachment)
     staff.router.add_get("/admin/staff", admin.staff_page)
     staff.router.add_post("/admin/staff/{id:\\d{1,18}}/password", admin.set_staff_password)
     staff.router.add_static("/static/", WEB / "static" / "staff", name="static",

@@ -1,24 +1,32 @@
-"""What staff do to a conversation from the workspace: reply, note, claim, resolve and reopen.
+"""What staff do to a conversation from the workspace: reply, note, claim, resolve and reopen,
+and (supervisors) merge another contact into the conversation's contact.
 
 Each is one call into hub.service (its rules, its audit row, its events), then a redirect back
 to the conversation (POST, redirect, GET). A refusal of the service shows the conversation again
 with the reason and what was typed.
+
+A reply carries `after`, the newest message the page showed: when the citizen or a colleague
+wrote since, the service holds it (Conflict) and the page shows the new messages, the text, and
+"Send anyway" (`force`), which sends without that check. The reply form's "Insert" button
+(`insert`, for pages without script) adds the chosen canned response to the text instead of
+sending.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from hub import service
+from hub import canned, service
+from hub.contacts import merge_contacts
 from hub.model import ConversationStatus
 from hub.storage.tables import Staff
 from hub.web.keys import HUB_KEY
 from hub.web.staff.guard import PREFIX, signed_in
-from hub.web.staff.pages import conversation_context
+from hub.web.staff.pages import compose_context, conversation_context
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -31,14 +39,22 @@ def _back(conversation_id: int, done: str) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"{PREFIX}/conversations/{conversation_id}?done={done}#timeline")
 
 
-async def _refused(request: web.Request, conversation_id: int, exc: service.ServiceError,
-                   **typed: str) -> web.Response:
+async def _shown(request: web.Request, conversation_id: int, status: int,
+                 **extra: Any) -> web.Response:
+    """The conversation page again, with `extra` (what was typed, why it was refused)."""
+    context = await conversation_context(request, conversation_id)
+    context |= compose_context(request, context, str(extra.get("reply_draft", "")))
+    return aiohttp_jinja2.render_template("staff/conversation.html", request,
+                                          {**context, **extra}, status=status)
+
+
+async def refused(request: web.Request, conversation_id: int, exc: service.ServiceError,
+                  **typed: Any) -> web.Response:
     if isinstance(exc, service.NotFound):
         raise web.HTTPNotFound()
-    context = await conversation_context(request, conversation_id)
-    status = 409 if isinstance(exc, service.Conflict) else 422
-    return aiohttp_jinja2.render_template("staff/conversation.html", request, {
-        **context, "error": exc.message, **typed}, status=status)
+    if isinstance(exc, service.Conflict):
+        return await _shown(request, conversation_id, 409, conflict=exc.message, **typed)
+    return await _shown(request, conversation_id, 422, error=exc.message, **typed)
 
 
 async def _text(request: web.Request, name: str) -> str:
@@ -50,33 +66,59 @@ def _id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-async def _act(request: web.Request, done: str, call: Call, **typed: str) -> web.StreamResponse:
+async def _act(request: web.Request, done: str, call: Call, **typed: Any) -> web.StreamResponse:
     """Run one service call on the conversation of the URL; back to it, or why not."""
     conversation_id = _id(request)
     try:
         await call(request.app[HUB_KEY], signed_in(request).staff, conversation_id)
     except service.ServiceError as exc:
-        return await _refused(request, conversation_id, exc, **typed)
+        return await refused(request, conversation_id, exc, **typed)
     raise _back(conversation_id, done)
 
 
 async def _empty(request: web.Request, what: str) -> web.Response:
-    return await _refused(request, _id(request),
+    return await refused(request, _id(request),
                           service.Invalid(f"The {what} is empty: write something first."))
+
+
+def _number(value: str) -> int | None:
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+async def _insert_canned(request: web.Request, body: str, channel: str | None) -> web.Response:
+    """The page again with the chosen canned response added to the text (without script)."""
+    hub, conversation_id = request.app[HUB_KEY], _id(request)
+    canned_id = _number(await _text(request, "canned"))
+    try:
+        if canned_id is None:
+            raise service.Invalid("canned: choose a canned response first")
+        async with hub.db.read() as session:
+            text = await canned.rendered(session, signed_in(request).staff, conversation_id,
+                                         canned_id)
+    except service.ServiceError as exc:
+        return await refused(request, conversation_id, exc, reply_draft=body,
+                             reply_channel=channel)
+    draft = f"{body}\n{text}" if body else text
+    return await _shown(request, conversation_id, 200, reply_draft=draft, reply_channel=channel)
 
 
 async def reply(request: web.Request) -> web.StreamResponse:
     body = await _text(request, "body")
     channel = await _text(request, "channel") or None
+    if await _text(request, "insert"):
+        return await _insert_canned(request, body, channel)
     if not body:
         return await _empty(request, "reply")
+    after = None if await _text(request, "force") else _number(await _text(request, "after"))
 
     def call(hub: Hub, staff: Staff, conversation_id: int) -> Awaitable[object]:
         return service.reply(hub.db, staff, conversation_id, body, channel=channel,
-                             channels=hub.adapters, submit_delivery=hub.jobs.submit_delivery,
+                             channels=hub.adapters, after_message_id=after,
+                             submit_delivery=hub.jobs.submit_delivery,
                              publish=hub.events.publish)
 
-    return await _act(request, "reply", call, reply_draft=body)
+    return await _act(request, "reply", call, reply_draft=body, reply_channel=channel,
+                      seen=after)
 
 
 async def note(request: web.Request) -> web.StreamResponse:
@@ -100,11 +142,33 @@ async def claim(request: web.Request) -> web.StreamResponse:
 async def set_status(request: web.Request) -> web.StreamResponse:
     status = await _text(request, "status")
     if status not in (ConversationStatus.RESOLVED.value, ConversationStatus.OPEN.value):
-        return await _refused(request, _id(request),
+        return await refused(request, _id(request),
                               service.Invalid("status: resolve or reopen only"))
 
     def call(hub: Hub, staff: Staff, conversation_id: int) -> Awaitable[object]:
         return service.set_status(hub.db, staff, conversation_id, status,
-                                  publish=hub.events.publish)
+                                  publish=hub.events.publish, notify=hub.status_notices,
+                                  submit_delivery=hub.jobs.submit_delivery)
 
     return await _act(request, status, call)
+
+
+async def merge_contact(request: web.Request) -> web.StreamResponse:
+    """Merge the contact numbered in the form into the contact of this conversation."""
+    other = _number(await _text(request, "other"))
+    conversation_id = _id(request)
+    hub, staff = request.app[HUB_KEY], signed_in(request).staff
+    try:
+        if not service.sees_all(staff):
+            raise service.NotFound("contact")
+        if other is None:
+            raise service.Invalid("contact: write the number of the contact to merge")
+        async with hub.db.read() as session:
+            keep = (await service.conversation_for(session, staff, conversation_id)).contact_id
+        try:
+            await merge_contacts(hub.db, staff, keep, other, publish=hub.events.publish)
+        except service.NotFound:
+            raise service.Invalid(f"contact: there is no contact number {other}") from None
+    except service.ServiceError as exc:
+        return await refused(request, conversation_id, exc, merge_other=str(other or ""))
+    raise _back(conversation_id, "merge")

@@ -11,16 +11,29 @@ token that must equal its own cookie (double submit).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiohttp_jinja2
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.web.html import CSRF_FIELD, cookie_token, is_secure, same_token, set_page_headers
+from hub.service import NotFound
+from hub.storage.tables import Staff
+from hub.web.html import (
+    CSRF_FIELD,
+    PAGE_CSP,
+    cookie_token,
+    is_secure,
+    same_token,
+    set_page_headers,
+)
 from hub.web.keys import HUB_KEY
 from hub.web.staff import sessions
 from hub.web.staff.sessions import SignedIn
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+Read = Callable[[AsyncSession, Staff], Awaitable[T]]
 
 PREFIX = "/staff"
 LOGIN = f"{PREFIX}/login"
@@ -29,6 +42,8 @@ LOGIN_CSRF_COOKIE = "hub_login_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PATHS = frozenset({LOGIN})
+OWN_HEADERS = ("Content-Security-Policy", "X-Frame-Options")
+STAFF_CSP = PAGE_CSP.replace("frame-src 'none'", "frame-src 'self'")
 SIGNED_IN_KEY: web.RequestKey[SignedIn] = web.RequestKey("staff_session", SignedIn)
 
 
@@ -36,15 +51,29 @@ def signed_in(request: web.Request) -> SignedIn:
     return request[SIGNED_IN_KEY]
 
 
+async def visible(request: web.Request, read: Read[T]) -> T:
+    """`read` for the signed-in staff member in one read transaction; what hub.service says
+    they may not see (NotFound) is a 404."""
+    async with request.app[HUB_KEY].db.read() as session:
+        try:
+            return await read(session, signed_in(request).staff)
+        except NotFound:
+            raise web.HTTPNotFound() from None
+
+
 def is_page_path(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
 async def page_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: the workspace's headers on each of its responses, errors too."""
+    """on_response_prepare: the workspace's headers on each of its responses, errors too. A
+    response that set its own CSP or X-Frame-Options (an email's HTML, an attachment) keeps
+    them; pages may frame the workspace's own documents (the email HTML), nothing else."""
     if not is_page_path(request.path):
         return
-    set_page_headers(response, cache=request.path.startswith(f"{PREFIX}/static/"))
+    own = {name: response.headers[name] for name in OWN_HEADERS if name in response.headers}
+    set_page_headers(response, cache=request.path.startswith(f"{PREFIX}/static/"),
+                     extra={"Content-Security-Policy": STAFF_CSP, **own})
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:

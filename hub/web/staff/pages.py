@@ -18,6 +18,8 @@ from hub.web import cursor
 from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY
 from hub.web.staff import sessions
+from hub.web.staff.compose import canned_options, sms_label
+from hub.web.staff.contact import contact_panel
 from hub.web.staff.guard import (
     LOGIN,
     PREFIX,
@@ -27,11 +29,13 @@ from hub.web.staff.guard import (
     set_session_cookie,
     signed_in,
 )
+from hub.web.staff.mail import html_message_ids, is_safe_image
 from hub.web.staff.queries import (
     PAGE_SIZE,
     STATUSES,
     VIEWS,
     ListParams,
+    identities_of,
     list_params,
     queue_counts,
     reply_channels,
@@ -144,19 +148,46 @@ async def conversation_context(request: web.Request, conversation_id: int) -> Co
         except service.NotFound:
             raise web.HTTPNotFound() from None
         detail = await conversation_detail(session, row)
-        channels = await reply_channels(session, detail.contact.id, hub.adapters.names())
-        context = await frame(request, session, ListParams())
+        identities = await identities_of(session, detail.contact.id)
+        context = {
+            **await frame(request, session, ListParams()),
+            "contact": await contact_panel(session, staff, detail.contact.id, detail.id,
+                                           identities),
+            "canned": await canned_options(session, staff, detail.queue),
+            "with_html": await html_message_ids(session, detail.id),
+            "safe_image": is_safe_image}
+    channels = reply_channels(identities, hub.adapters.names())
     usable = [o.channel for o in channels if not o.opted_out]
     return {**context, "title": f"{detail.reference}: {detail.subject or 'no subject'}",
             "c": detail, "trace": trace_rows(detail.routing.trace),
-            "reply_channels": channels,
+            "reply_channels": channels, "after": max((m.id for m in detail.messages), default=0),
             "default_channel": detail.channel if detail.channel in usable else next(
-                iter(usable), None)}
+                iter(usable), None), **_html_view(request)}
+
+
+def _number(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name, "")
+    return int(value) if value.isdigit() and len(value) <= 18 else None
+
+
+def _html_view(request: web.Request) -> Context:
+    """What the page's links ask to show: which message's HTML (`html`), with remote images
+    (`images`), and the newest message seen before a held reply (`seen`, marks "New")."""
+    return {"html_open": _number(request, "html"), "seen": _number(request, "seen"),
+            "html_images": request.query.get("images") == "1"}
+
+
+def compose_context(request: web.Request, context: Context, draft: str) -> Context:
+    """The reply box's counter for `draft` when the reply may go by SMS."""
+    by_sms = any(o.channel == "sms" and not o.opted_out for o in context["reply_channels"])
+    max_segments = request.app[HUB_KEY].settings.sms.max_segments
+    return {"sms_counter": sms_label(draft, max_segments) if by_sms else None}
 
 
 async def conversation(request: web.Request) -> web.Response:
     context = await conversation_context(request, _conversation_id(request))
     context["done"] = request.query.get("done", "")[:20]
+    context.update(compose_context(request, context, ""))
     return aiohttp_jinja2.render_template("staff/conversation.html", request, context)
 
 

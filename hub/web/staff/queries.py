@@ -7,7 +7,7 @@ Visibility comes from hub.service; the list and the conversation detail are the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -93,15 +93,28 @@ async def queue_counts(session: AsyncSession, staff: Staff) -> list[QueueCount]:
     return [QueueCount(q.name, q.title, *counts.get(q.name, (0, 0, 0))) for q in queues]
 
 
-async def reply_channels(session: AsyncSession, contact_id: int,
-                         configured: Collection[str]) -> list[ChannelOption]:
-    """The configured channels the contact has an address on, opted-out ones marked."""
+@dataclass(frozen=True, slots=True)
+class IdentityRow:
+    channel: str
+    address: str
+    opted_out: bool
+
+
+async def identities_of(session: AsyncSession, contact_id: int) -> list[IdentityRow]:
+    """Every identity of the contact, by channel, with its opt-out state."""
     rows = await session.execute(
         select(Identity.channel, Identity.address, Identity.opted_out)
         .where(Identity.contact_id == contact_id).order_by(Identity.channel, Identity.id))
-    found: dict[str, list[tuple[str, bool]]] = {}
-    for channel, address, opted_out in rows:
-        if channel in configured:
-            found.setdefault(channel, []).append((address, bool(opted_out)))
-    return [ChannelOption(channel, tuple(a for a, _ in items), all(o for _, o in items))
+    return [IdentityRow(channel, address, bool(opted_out)) for channel, address, opted_out in rows]
+
+
+def reply_channels(identities: Iterable[IdentityRow],
+                   configured: Collection[str]) -> list[ChannelOption]:
+    """The configured channels the contact has an address on, opted-out ones marked."""
+    found: dict[str, list[IdentityRow]] = {}
+    for identity in identities:
+        if identity.channel in configured:
+            found.setdefault(identity.channel, []).append(identity)
+    return [ChannelOption(channel, tuple(i.address for i in items),
+                          all(i.opted_out for i in items))
             for channel, items in found.items()]

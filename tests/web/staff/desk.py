@@ -115,3 +115,43 @@ async def sign_in(client: TestClient, email: str = AGENT, password: str = PASSWO
     workspace = await client.get("/staff/")
     assert workspace.status == 200
     return csrf_of(await workspace.text())
+
+
+MAIL_HTML = ('<p>Hello <b>team</b>, the lamp is out.</p><script>alert("html script")</script>'
+             f'<img src="http://{REMOTE}/track.png" onerror="alert(\'html onerror\')" alt="tracker">'
+             '<img src="cid:logo@city" alt="logo">')
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                    "0000000d49444154789c6360000002000185d114090000000049454e44ae426082")
+
+
+@dataclass
+class Mail:
+    conv: int
+    message: int
+    logo: int  # the inline image the HTML names by cid:
+    photo: int  # an image attachment
+    page: int  # an HTML attachment: never shown inline
+
+
+async def add_html_mail(hub: Hub) -> Mail:
+    """A second email from the desk's citizen (same contact), queue roads, with an HTML part
+    full of markup, an inline image, an image and an HTML file attached."""
+    from hub.model import InboundAttachment
+    from hub.storage.tables import Attachment, Message
+
+    files = (InboundAttachment("logo.png", "image/png", PNG, content_id="<logo@city>", inline=True),
+             InboundAttachment("photo.png", "image/png", PNG),
+             InboundAttachment("page.html", "text/html", b"<script>alert(1)</script>"))
+    accepted = await hub.intake.accept(inbound(
+        "ana@example.org", "Hello team, the lamp is out.", channel="email",
+        subject="Lamp, with pictures", html=MAIL_HTML, attachments=files))
+    async with hub.db.transaction() as session:
+        await session.execute(update(Conversation).where(
+            Conversation.id == accepted.conversation_id).values(queue="roads"))
+        message = await session.scalar(select(Message.id).where(
+            Message.conversation_id == accepted.conversation_id))
+        ids = {a.filename: a.id for a in await session.scalars(
+            select(Attachment).where(Attachment.message_id == message))}
+    assert message is not None
+    return Mail(accepted.conversation_id, message, ids["logo.png"], ids["photo.png"],
+                ids["page.html"])

@@ -8,12 +8,10 @@ Slow (a browser each): marked slow_e2e, so they run on SQLite unless --full.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient
 from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Browser, Page, Request, expect
+from playwright.async_api import Page, Request, expect
 
 from hub.app import Hub
 from tests.support.adapter import inbound
@@ -33,15 +31,6 @@ pytestmark = pytest.mark.slow_e2e
 def settings_data(settings_data: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
     settings_data["routing"]["default_queue"] = "roads"  # new conversations land in the list
     return settings_data
-
-
-@pytest.fixture
-async def page(browser: Browser, client: TestClient) -> AsyncIterator[Page]:
-    context = await browser.new_context(base_url=str(client.make_url("/")))
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    await context.close()
 
 
 async def tab_to(page: Page, selector: str, limit: int = 40) -> None:

@@ -89,8 +89,12 @@ async def test_reply_note_claim_and_resolve_go_through_the_service(
         messages = list(await session.scalars(select(Message).where(
             Message.conversation_id == desk.conv).order_by(Message.id)))
     assert conversation.status == "resolved" and conversation.assignee_id is not None
-    assert [(m.direction, m.body) for m in messages[1:]] == [
+    (reply, note, notice) = messages[1:]
+    assert [(m.direction, m.body) for m in (reply, note)] == [
         ("outbound", "We fix it <today>"), ("note", "Called the crew")]
+    # Resolving from the workspace tells the citizen, with the tracking and survey links.
+    assert notice.direction == "outbound" and notice.automatic
+    assert f"/track/{conversation.reference}" in notice.body and "/survey/" in notice.body
     assert hub.adapters.get("email").sent[0].body == "We fix it <today>"
     page = await _page(client, base + "?done=reply")
     assert "Reply queued for delivery." in page and 'class="message note"' in page
