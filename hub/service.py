@@ -1,6 +1,6 @@
 """Conversations for staff: who may see which, and the actions on one (reply, note, claim,
-assign, transfer, status). The one place these rules live: the staff API calls it, and so will
-the workspace and the citizen pages. It knows nothing of HTTP.
+assign, transfer, status, priority, tags). The one place these rules live: the staff API calls
+it, and so will the workspace and the citizen pages. It knows nothing of HTTP.
 
 Visibility: an agent sees the conversations of the queues they belong to, a supervisor or admin
 sees all; anything else is reported exactly like a row that does not exist (NotFound), so an id
@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
 from hub.events import Event
-from hub.model import ConversationStatus, Direction, utcnow
+from hub.model import PRIORITY_RANK, ConversationStatus, Direction, utcnow
 from hub.outbound import NoAddressOnChannel, OptedOut, enqueue_outbound, reply_channel
 from hub.queues import member_queue_names
+from hub.routing.timers import pending_due_before
 from hub.search import text_condition
 from hub.staff import ADMIN, ADMINS, AGENT, ROLES, SUPERVISOR, SUPERVISORS, find_staff
 from hub.storage.db import Database
@@ -163,6 +164,7 @@ class ConversationFilter:
     assignee: str | None = None  # a staff email, "me" or "none"
     spam: bool = False  # spam is kept apart: listed only when asked for
     after: tuple[datetime, int] | None = None  # (last_message_at, id) of the previous page's end
+    sla_due_before: datetime | None = None  # only those with a pending SLA timer due by then
 
 
 async def list_conversations(session: AsyncSession, staff: Staff, where: ConversationFilter,
@@ -237,6 +239,8 @@ async def _filtered(session: AsyncSession, query: Any, where: ConversationFilter
         query = query.where(Conversation.channel == where.channel)
     if where.text is not None:
         query = query.where(await text_condition(session, where.text))
+    if where.sla_due_before is not None:
+        query = query.where(pending_due_before(where.sla_due_before))
     if where.after is not None:
         at, last_id = where.after
         # The first condition says nothing new, but it is one the index can seek to: without
@@ -403,6 +407,50 @@ async def transfer(db: Database, actor: Staff, conversation_id: int, queue: str,
         return {"from": old, "to": queue}
 
     return await _act(db, publish, actor, conversation_id, "transfer", change)
+
+
+async def set_priority(db: Database, actor: Staff, conversation_id: int, priority: str, *,
+                       publish: Publish) -> Conversation:
+    """One of hub.model.Priority."""
+    if priority not in PRIORITY_RANK:
+        raise Invalid(f"priority: {priority!r} is not a priority", "unknown_priority")
+
+    async def change(session: AsyncSession, conversation: Conversation) -> Detail | None:
+        if conversation.priority == priority:
+            return None
+        old, conversation.priority = conversation.priority, priority
+        return {"from": old, "to": priority}
+
+    return await _act(db, publish, actor, conversation_id, "priority", change)
+
+
+MAX_TAG = 64
+
+
+def _clean_tags(tags: Sequence[str]) -> list[str]:
+    cleaned = [t.strip() for t in tags if t.strip()]
+    if any(len(t) > MAX_TAG for t in cleaned):
+        raise Invalid(f"tags: a tag has at most {MAX_TAG} characters", "tag_too_long")
+    return cleaned
+
+
+async def set_tags(db: Database, actor: Staff, conversation_id: int, *,
+                   add: Sequence[str] = (), remove: Sequence[str] = (),
+                   publish: Publish) -> Conversation:
+    """Add and remove tags (blank ones ignored, the order of the others kept)."""
+    adding, removing = _clean_tags(add), set(_clean_tags(remove))
+
+    async def change(session: AsyncSession, conversation: Conversation) -> Detail | None:
+        old = list(conversation.tags or [])
+        new = [t for t in old if t not in removing]
+        new += [t for t in dict.fromkeys(adding) if t not in new]
+        if new == old:
+            return None
+        conversation.tags = new
+        return {"added": [t for t in new if t not in old],
+                "removed": [t for t in old if t not in new]}
+
+    return await _act(db, publish, actor, conversation_id, "tags", change)
 
 
 Reroute = Callable[[AsyncSession, Conversation], Awaitable[list[int]]]

@@ -216,3 +216,28 @@ async def test_a_reply_that_cannot_be_delivered_is_refused(hub: Hub, world: Worl
     assert refused.value.code == code and refused.value.message.startswith("channel:")
     assert await snapshot(hub) == before
     assert heard == Heard()
+
+
+async def test_priority_and_tags_are_audited_and_published(hub: Hub, world: World) -> None:
+    agent, heard = await staff(hub, "agent"), Heard()
+    with pytest.raises(Invalid) as refused:
+        await service.set_priority(hub.db, agent, world.conv, "whenever", publish=heard.publish)
+    assert refused.value.code == "unknown_priority"
+    await service.set_priority(hub.db, agent, world.conv, "urgent", publish=heard.publish)
+    await service.set_priority(hub.db, agent, world.conv, "urgent", publish=heard.publish)
+    await service.set_tags(hub.db, agent, world.conv, add=["lamp", " ", "lamp", "elm"],
+                           publish=heard.publish)
+    tagged = await service.set_tags(hub.db, agent, world.conv, add=["night"], remove=["lamp"],
+                                    publish=heard.publish)
+    assert tagged.priority == "urgent" and tagged.tags == ["elm", "night"]
+    async with hub.db.read() as session:
+        found = await service.list_conversations(session, agent, ConversationFilter(
+            tag="night", priority="urgent"), 10)
+    assert [c.id for c in found] == [world.conv]
+    assert [(a, d) for _, a, d in await audit_actions(hub)] == [
+        ("conversation.priority", {"from": "normal", "to": "urgent"}),
+        ("conversation.tags", {"added": ["lamp", "elm"], "removed": []}),
+        ("conversation.tags", {"added": ["night"], "removed": ["lamp"]})]
+    assert [e.data["action"] for e in heard.events] == ["priority", "tags", "tags"]
+    with pytest.raises(Invalid):
+        await service.set_tags(hub.db, agent, world.conv, add=["x" * 65], publish=heard.publish)

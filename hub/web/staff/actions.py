@@ -1,5 +1,6 @@
 """What staff do to a conversation from the workspace: reply, note, claim, resolve and reopen,
-and (supervisors) merge another contact into the conversation's contact.
+assign, transfer, priority, tags, and (supervisors) merge another contact into the
+conversation's contact.
 
 Each is one call into hub.service (its rules, its audit row, its events), then a redirect back
 to the conversation (POST, redirect, GET). A refusal of the service shows the conversation again
@@ -151,6 +152,53 @@ async def set_status(request: web.Request) -> web.StreamResponse:
                                   submit_delivery=hub.jobs.submit_delivery)
 
     return await _act(request, status, call)
+
+
+async def assign(request: web.Request) -> web.StreamResponse:
+    """Assign to the staff member of the form's `staff` (an email); empty unassigns."""
+    email = await _text(request, "staff") or None
+
+    def call(hub: Hub, staff: Staff, conversation_id: int) -> Awaitable[object]:
+        return service.assign(hub.db, staff, conversation_id, email, publish=hub.events.publish)
+
+    return await _act(request, "assign", call)
+
+
+async def transfer(request: web.Request) -> web.StreamResponse:
+    """Move to the form's `queue`; back to the list when the caller no longer sees it."""
+    hub, staff, conversation_id = request.app[HUB_KEY], signed_in(request).staff, _id(request)
+    queue = await _text(request, "queue")
+    try:
+        await service.transfer(hub.db, staff, conversation_id, queue, publish=hub.events.publish)
+    except service.ServiceError as exc:
+        return await refused(request, conversation_id, exc)
+    async with hub.db.read() as session:
+        still_seen = await service.may_work(session, staff, queue)
+    if not still_seen:
+        raise web.HTTPSeeOther(f"{PREFIX}/?moved={conversation_id}")
+    raise _back(conversation_id, "transfer")
+
+
+async def priority(request: web.Request) -> web.StreamResponse:
+    value = await _text(request, "priority")
+
+    def call(hub: Hub, staff: Staff, conversation_id: int) -> Awaitable[object]:
+        return service.set_priority(hub.db, staff, conversation_id, value,
+                                    publish=hub.events.publish)
+
+    return await _act(request, "priority", call)
+
+
+async def tags(request: web.Request) -> web.StreamResponse:
+    """`add`: tags separated by commas; `remove`: one tag (the button next to it)."""
+    add = (await _text(request, "add")).split(",")
+    remove = [await _text(request, "remove")]
+
+    def call(hub: Hub, staff: Staff, conversation_id: int) -> Awaitable[object]:
+        return service.set_tags(hub.db, staff, conversation_id, add=add, remove=remove,
+                                publish=hub.events.publish)
+
+    return await _act(request, "tags", call, tags_draft=", ".join(t for t in add if t.strip()))
 
 
 async def merge_contact(request: web.Request) -> web.StreamResponse:
