@@ -177,6 +177,7 @@ class RoutingSection(Section):
     rules_dir: Path = Path("routing_rules")
     default_queue: str = "general"
     watch: bool = True
+    sla_risk_minutes: int = Field(default=60, ge=0)  # a pending timer this close is "at risk"
 
 
 class OutboxSection(Section):

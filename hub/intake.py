@@ -48,6 +48,7 @@ from hub.routing import (
 from hub.routing.apply import apply_decision
 from hub.routing.replay import as_inbound
 from hub.sanitize import sanitize_html
+from hub.staff_notify import PENDING_EVENTS
 from hub.status import apply_report
 from hub.storage.blobs import BlobStore
 from hub.storage.bounded import column_limit
@@ -243,7 +244,12 @@ class Intake:
                 for msg, blob_ids in items:
                     stored.append(await self._store(session, msg, blob_ids))
                     await asyncio.sleep(0)  # a batch is milliseconds a message: let 250s out
-                return stored
+                staff_events: list[Event] = session.info.setdefault(PENDING_EVENTS, [])
+        # Committed: staff notifications (hub.staff_notify) may be announced now.
+        for event in staff_events:
+            if self._events is not None:
+                self._events.publish(event)
+        return stored
 
     def _after_commit(self, stored: Sequence[_Stored]) -> None:
         outbox_ids = [i for one in stored if not one.accepted.duplicate for i in one.outbox_ids]

@@ -135,15 +135,7 @@ async def enqueue_outbound(
         created_at=now,
     )
     session.add(message)
-    outbox_id = await allocate.next("outbox")
-    session.add(OutboxItem(
-        id=outbox_id,
-        message_id=message.id,
-        channel=channel,
-        state=OutboxState.PENDING.value,
-        next_attempt_at=now,
-        idempotency_key=secrets.token_hex(16),
-    ))
+    outbox_id = await add_outbox_row(session, message)
     conversation.last_message_at = now
     if automatic:
         conversation.auto_replies_sent = (conversation.auto_replies_sent or 0) + 1
@@ -151,6 +143,20 @@ async def enqueue_outbound(
         conversation.first_response_at = conversation.first_response_at or now
         await cancel_timers(session, conversation.id)
     return Queued(message, outbox_id)
+
+
+async def add_outbox_row(session: AsyncSession, message: Message) -> int:
+    """The outbox row that has the delivery send `message` (already added, id allocated)."""
+    outbox_id = await ids(session).next("outbox")
+    session.add(OutboxItem(
+        id=outbox_id,
+        message_id=message.id,
+        channel=message.channel,
+        state=OutboxState.PENDING.value,
+        next_attempt_at=message.created_at,
+        idempotency_key=secrets.token_hex(16),
+    ))
+    return outbox_id
 
 
 async def queue_outbound(session: AsyncSession, conversation: Conversation, body: str,

@@ -60,6 +60,7 @@ class Claimed:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     attachments: list[AttachmentRef] = field(default_factory=list)
+    internal: bool = False  # a staff notification: sent with no reply token or thread headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +126,19 @@ async def load(conn: AsyncConnection, items: Sequence[Claimed]) -> None:
         return
     rows = await conn.execute(
         select(Message.id, Message.conversation_id, Message.recipient, Message.body,
-               Message.subject, Message.automatic, Conversation.reference, Conversation.subject)
+               Message.subject, Message.automatic, Conversation.reference, Conversation.subject,
+               Message.direction)
         .join(Conversation, Conversation.id == Message.conversation_id)
         .where(Message.id.in_(list(by_message))))
-    for mid, conversation_id, recipient, body, subject, automatic, reference, topic in rows:
+    for mid, conversation_id, recipient, body, subject, automatic, reference, topic, way in rows:
         item = by_message[mid]
         item.conversation_id, item.to, item.body = conversation_id, recipient or "", body
         item.subject, item.automatic, item.reference = subject or topic, automatic, reference
-    await _load_threads(conn, items)
+        if way == Direction.NOTE.value:
+            # A staff notification (hub.staff_notify): nothing that could thread an answer
+            # into the citizen's conversation.
+            item.internal, item.reference = True, ""
+    await _load_threads(conn, [item for item in items if not item.internal])
     await _load_attachments(conn, by_message)
 
 

@@ -164,7 +164,8 @@ class DeliveryRunner:
             channel=item.channel, to=item.to, body=item.body,
             idempotency_key=item.idempotency_key, reference=item.reference,
             subject=item.subject, attachments=attachments, automatic=item.automatic,
-            reply_token=make_reply_token(item.conversation_id, self.hub.reply_secret),
+            reply_token=None if item.internal else make_reply_token(item.conversation_id,
+                                                                    self.hub.reply_secret),
             in_reply_to=item.in_reply_to, references=item.references)
 
     def _failed(self, item: Claimed, exc: BaseException, *, transient: bool) -> Outcome:

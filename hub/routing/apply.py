@@ -3,10 +3,11 @@
 Sets queue/priority/tags/status/spam/assignee/language, stores the decision with its rules
 version and trace, writes auto-replies as outbound messages + outbox rows (and their once_per
 log rows), creates SLA timers (one pending row per conversation, rule and step: a citizen's
-second message does not restart a running clock), and records notifications. Notifications are
-audit entries (`action="rules.notify"`) for now: there is no staff-email or webhook channel yet,
-and the audit log is what a later notifier will read. Returns the new outbox ids, which the
-caller enqueues after commit.
+second message does not restart a running clock), and records notifications: an audit entry
+(`action="rules.notify"`) each, and for email ones an internal email through the outbox and a
+`staff.notify` event (hub.staff_notify; the events wait in `session.info[PENDING_EVENTS]` for
+the caller to publish after commit). Returns the new outbox ids, which the caller enqueues
+after commit.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hub.model import utcnow
 from hub.outbound import NoAddressOnChannel, enqueue_outbound
 from hub.routing import AutoReply, RoutingDecision
 from hub.routing.explain import decision_dict
+from hub.staff_notify import PENDING_EVENTS, notify_staff
 from hub.storage.rows import add_row
 from hub.storage.tables import (
     AutoReplyLog,
@@ -187,6 +189,9 @@ async def apply_decision(
         audit.record(
             session, "rules", "rules.notify", "conversation", conversation.id, **asdict(note)
         )
+    notified, events = await notify_staff(session, conversation, decision.notifications)
+    outbox_ids += notified
+    session.info.setdefault(PENDING_EVENTS, []).extend(events)
     if changed or assigned or timers:
         audit.record(
             session,

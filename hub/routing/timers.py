@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
@@ -32,6 +32,14 @@ async def _transaction(db: Any) -> AsyncIterator[AsyncSession]:
     else:
         async with db() as session, session.begin():
             yield session
+
+
+def pending_due_before(due_before: datetime) -> ColumnElement[bool]:
+    """True for a conversation with a pending timer due by `due_before`, overdue ones included
+    (the workspace's "SLA at risk")."""
+    return exists().where(ConversationTimer.conversation_id == Conversation.id,
+                          ConversationTimer.state == "pending",
+                          ConversationTimer.due_at <= due_before)
 
 
 async def due_timer_ids(db: Any, now: datetime, limit: int) -> list[int]:

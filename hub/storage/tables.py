@@ -441,3 +441,14 @@ class Survey(Base):
     comment: Mapped[str | None] = mapped_column(CleanText)
     answered_at: Mapped[datetime | None]
     answered_via: Mapped[str | None] = mapped_column(String(16))  # "web" or the reply's channel
+
+
+class QueueMute(Base):
+    """A staff member's muted queue (0010, hub.staff_notify): rule notifications about that
+    queue's conversations are neither emailed to nor shown to them."""
+
+    __tablename__ = "queue_mutes"
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,7 @@ modules from /staff/static add live updates. Lists and details are the API's que
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import aiohttp_jinja2
@@ -17,7 +18,8 @@ from hub import service
 from hub.web import cursor
 from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY
-from hub.web.staff import sessions
+from hub.web.staff import notifications, sessions
+from hub.web.staff.choices import action_choices, list_choices
 from hub.web.staff.compose import canned_options, sms_label
 from hub.web.staff.contact import contact_panel
 from hub.web.staff.guard import (
@@ -40,6 +42,7 @@ from hub.web.staff.queries import (
     queue_counts,
     reply_channels,
 )
+from hub.web.staff.sla import pending_timers, risk_horizon
 from hub.web.staff.trace import trace_rows
 from hub.web.views import conversation_detail, conversation_list
 
@@ -100,7 +103,12 @@ async def frame(request: web.Request, session: Any, params: ListParams) -> Conte
     hub = request.app[HUB_KEY]
     return {"me": who.staff, "csrf": who.csrf_token, "params": params, "views": VIEWS,
             "statuses": STATUSES, "channels": hub.adapters.names(),
-            "queues": await queue_counts(session, who.staff)}
+            "queues": await queue_counts(session, who.staff, _risk_before(request)),
+            **await notifications.sidebar(session, who.staff)}
+
+
+def _risk_before(request: web.Request) -> datetime:
+    return risk_horizon(request.app[HUB_KEY].settings.routing.sla_risk_minutes)
 
 
 def _after(request: web.Request, params: ListParams) -> Any:
@@ -118,8 +126,8 @@ async def workspace(request: web.Request) -> web.Response:
     params = list_params(request.query, hub.adapters.names())
     staff = signed_in(request).staff
     async with hub.db.read() as session:
-        rows = await service.list_items(session, staff, params.filter(_after(request, params)),
-                                        PAGE_SIZE + 1)
+        where = params.filter(_after(request, params), _risk_before(request))
+        rows = await service.list_items(session, staff, where, PAGE_SIZE + 1)
         page = rows[:PAGE_SIZE]
         more = None
         if len(rows) > PAGE_SIZE:
@@ -127,6 +135,7 @@ async def workspace(request: web.Request) -> web.Response:
                                          page[-1].last_message_at, page[-1].id)
         listing = await conversation_list(session, page, more)
         context = await frame(request, session, params)
+        context |= await list_choices(session)
     title = VIEWS[params.view] + (f" in {params.queue}" if params.queue else "")
     return aiohttp_jinja2.render_template("staff/list.html", request, {
         **context, "title": title, "items": listing.items, "next_cursor": more})
@@ -155,6 +164,9 @@ async def conversation_context(request: web.Request, conversation_id: int) -> Co
                                            identities),
             "canned": await canned_options(session, staff, detail.queue),
             "with_html": await html_message_ids(session, detail.id),
+            "sla_timers": await pending_timers(
+                session, detail.id, hub.settings.routing.sla_risk_minutes),
+            **await action_choices(session, detail.queue),
             "safe_image": is_safe_image}
     channels = reply_channels(identities, hub.adapters.names())
     usable = [o.channel for o in channels if not o.opted_out]

@@ -1,5 +1,6 @@
-"""What the workspace reads beyond the API's own views: the sidebar's counts per queue, the
-channels a reply can take, and the list's filters parsed from a query string.
+"""What the workspace reads beyond the API's own views: the sidebar's counts per queue (SLA at
+risk included, see hub.web.staff.sla), the channels a reply can take, and the list's filters
+parsed from a query string.
 
 Visibility comes from hub.service; the list and the conversation detail are the API's
 (hub.service.list_items, hub.web.views); only workspace-specific shapes live here.
@@ -11,15 +12,17 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import service
-from hub.model import ConversationStatus
+from hub.model import PRIORITY_RANK, ConversationStatus
+from hub.routing.timers import pending_due_before
 from hub.service import ConversationFilter
 from hub.storage.tables import Conversation, Identity, Staff
 
-VIEWS = {"open": "All open", "unassigned": "Unassigned", "mine": "Mine"}
+VIEWS = {"open": "All open", "unassigned": "Unassigned", "mine": "Mine",
+         "at_risk": "SLA at risk"}
 STATUSES = tuple(s.value for s in ConversationStatus)
 PAGE_SIZE = 25
 
@@ -31,6 +34,7 @@ class QueueCount:
     open: int
     unassigned: int
     mine: int
+    at_risk: int = 0  # open, with a pending SLA timer overdue or due soon
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +52,24 @@ class ListParams:
     status: str | None = None
     q: str | None = None
     cursor: str | None = None
+    tag: str | None = None
+    priority: str | None = None
 
-    def filter(self, after: tuple[datetime, int] | None) -> ConversationFilter:
+    def filter(self, after: tuple[datetime, int] | None,
+               risk_before: datetime | None = None) -> ConversationFilter:
+        """The service's filter; `risk_before` is the SLA horizon the "at_risk" view uses."""
         status = self.status or ConversationStatus.OPEN.value
         assignee = {"mine": "me", "unassigned": "none"}.get(self.view)
+        due = risk_before if self.view == "at_risk" else None
         return ConversationFilter(queue=self.queue, status=status, channel=self.channel,
-                                  text=self.q, assignee=assignee, after=after)
+                                  text=self.q, assignee=assignee, after=after,
+                                  sla_due_before=due, tag=self.tag, priority=self.priority)
 
     def query(self, **changes: str | None) -> dict[str, str]:
         """These filters as query parameters (for links), with `changes` applied."""
         values = {"view": self.view, "queue": self.queue, "channel": self.channel,
-                  "status": self.status, "q": self.q} | changes
+                  "status": self.status, "q": self.q, "tag": self.tag,
+                  "priority": self.priority} | changes
         return {k: v for k, v in values.items() if v}
 
 
@@ -72,25 +83,33 @@ def list_params(query: Mapping[str, str], channels: Collection[str]) -> ListPara
     view = query.get("view", "open")
     channel = _one(query, "channel", 16)
     status = _one(query, "status", 16)
-    return ListParams(view=view if view in VIEWS else "open", queue=_one(query, "queue", 64),
+    priority = _one(query, "priority", 16)
+    return ListParams(tag=_one(query, "tag", 64),
+                      priority=priority if priority in PRIORITY_RANK else None,
+                      view=view if view in VIEWS else "open", queue=_one(query, "queue", 64),
                       channel=channel if channel in channels else None,
                       status=status if status in STATUSES else None,
                       q=_one(query, "q", 200), cursor=_one(query, "cursor", 200))
 
 
-async def queue_counts(session: AsyncSession, staff: Staff) -> list[QueueCount]:
-    """The caller's queues with their open, unassigned and own open conversations."""
+async def queue_counts(session: AsyncSession, staff: Staff,
+                       risk_before: datetime | None = None) -> list[QueueCount]:
+    """The caller's queues with their open, unassigned, own open and SLA-at-risk open
+    conversations (pending timers due by `risk_before`; none counted without it), in one
+    grouped query."""
     queues = await service.queues_for(session, staff)
+    risky = pending_due_before(risk_before) if risk_before is not None else false()
     rows = await session.execute(
         select(Conversation.queue, func.count(),
                func.sum(case((Conversation.assignee_id.is_(None), 1), else_=0)),
-               func.sum(case((Conversation.assignee_id == staff.id, 1), else_=0)))
+               func.sum(case((Conversation.assignee_id == staff.id, 1), else_=0)),
+               func.sum(case((risky, 1), else_=0)))
         .where(Conversation.status == ConversationStatus.OPEN.value,
                Conversation.spam.is_(False),
                Conversation.queue.in_([q.name for q in queues]))
         .group_by(Conversation.queue))
-    counts = {queue: (int(n), int(free or 0), int(mine or 0)) for queue, n, free, mine in rows}
-    return [QueueCount(q.name, q.title, *counts.get(q.name, (0, 0, 0))) for q in queues]
+    counts = {queue: tuple(int(n or 0) for n in numbers) for queue, *numbers in rows}
+    return [QueueCount(q.name, q.title, *counts.get(q.name, (0, 0, 0, 0))) for q in queues]
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,7 +124,7 @@ async def test_apply_decision_writes_everything_once(db_url: str, tmp_path: Path
     try:
         ((conv_id, msg_id),) = await _seed(db, "pothole")
         outbox = await _route(db, rs, conv_id, msg_id, "pothole")
-        assert len(outbox) == 1
+        assert len(outbox) == 2  # the auto-reply and the notify email to lead@ (an internal note)
         async with db.read() as s:
             conv = await s.get(Conversation, conv_id)
             assert conv.queue == "roads" and conv.auto_replies_sent == 1
@@ -134,7 +134,9 @@ async def test_apply_decision_writes_everything_once(db_url: str, tmp_path: Path
             assert row.rules_version == rs.version and row.decision["queue"] == "roads"
             assert any(e.get("rule") == "roads" and e["matched"] for e in row.trace)
             assert await s.scalar(select(func.count()).select_from(AutoReplyLog)) == 1
-            assert await s.scalar(select(func.count()).select_from(OutboxItem)) == 1
+            assert await s.scalar(select(func.count()).select_from(OutboxItem)) == 2
+            notified = await s.scalar(select(Message).where(Message.recipient == "lead@city.example"))
+            assert notified.direction == "note" and notified.meta == {"kind": "staff_notify"}
             assert (
                 await s.scalar(select(func.count()).where(AuditEntry.action == "rules.notify")) == 1
             )

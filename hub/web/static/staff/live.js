@@ -46,7 +46,7 @@ let listTimer = null;
 async function refreshList() {
   const listing = document.getElementById("listing");
   if (!listing || !("liveList" in listing.dataset)) return;
-  if (listing.contains(document.activeElement)) {
+  if (listing.contains(document.activeElement) || listing.querySelector("input:checked")) {
     announce("New activity in your queues: reload the page to see it.");
     return;
   }
