@@ -7,13 +7,21 @@ declares in queues.toml.
 - `least_busy`: the member with the fewest open conversations of the queue, among those below
   the queue's `capacity` (open conversations per member); nobody when everyone is full.
 
-Members are the queue's active staff. Choices made inside one transaction (an intake batch)
-are tallied in memory, so a burst of new conversations is spread, not handed to one person
-because the database has not seen the others yet.
+Members are the queue's active staff; with `assign_to = "online"` in queues.toml only those
+with a live workspace (hub.presence) at the moment the queue is first dealt from in the
+transaction, so nobody comes back to a pile dealt out while they were away. When none of them
+is online the conversation stays unassigned, to be claimed. Who is online is asked of the
+provider the caller put in `session.info[ONLINE]` (the intake puts the hub's); without one,
+every member counts.
+
+Choices made inside one transaction (an intake batch) are tallied in memory, so a burst of new
+conversations is spread, not handed to one person because the database has not seen the others
+yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -23,6 +31,8 @@ from hub.model import ConversationStatus
 from hub.storage.tables import Conversation, Queue, QueueMember, Staff
 
 _STATE = "hub.assignment"  # session.info: the queues' states for this transaction
+ONLINE = "hub.assignment.online"  # session.info: the ids of the staff who are online
+OnlineIds = Callable[[], Awaitable[set[int]]]
 _OPEN = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
 
 
@@ -48,10 +58,12 @@ class QueueTurns:
         self.last = staff_id
 
     def _next_in_turn(self) -> int:
+        """The member after the last one by id, so the turn goes on even when the last one
+        is not among the members now (gone offline)."""
         order = list(self.members)
-        if self.last not in self.members:
+        if self.last is None:
             return order[0]
-        return order[(order.index(self.last) + 1) % len(order)]
+        return next((m for m in order if m > self.last), order[0])
 
     def _least_busy(self) -> int | None:
         room = [m for m in self.members
@@ -78,7 +90,8 @@ async def assign_by_strategy(session: AsyncSession, conversation: Conversation) 
 
 async def _load(session: AsyncSession, queue_name: str) -> QueueTurns:
     queue = (await session.execute(
-        select(Queue.id, Queue.strategy, Queue.capacity).where(Queue.name == queue_name))).first()
+        select(Queue.id, Queue.strategy, Queue.capacity, Queue.assign_to)
+        .where(Queue.name == queue_name))).first()
     if queue is None:
         return QueueTurns("manual", None, {})
     members = dict((await session.execute(
@@ -86,6 +99,8 @@ async def _load(session: AsyncSession, queue_name: str) -> QueueTurns:
         .join(QueueMember, QueueMember.staff_id == Staff.id)
         .where(QueueMember.queue_id == queue.id, Staff.active.is_(True))
         .order_by(Staff.id))).all())
+    if queue.assign_to == "online" and queue.strategy != "manual":
+        members = await _online_only(session, members)
     load = {staff_id: count for staff_id, count in (await session.execute(
         select(Conversation.assignee_id, func.count())
         .where(Conversation.queue == queue_name, Conversation.status.in_(_OPEN),
@@ -96,3 +111,11 @@ async def _load(session: AsyncSession, queue_name: str) -> QueueTurns:
         .where(Conversation.queue == queue_name, Conversation.assignee_id.is_not(None))
         .order_by(Conversation.id.desc()).limit(1))
     return QueueTurns(queue.strategy, queue.capacity, members, load, last)
+
+
+async def _online_only(session: AsyncSession, members: dict[int, str]) -> dict[int, str]:
+    online: OnlineIds | None = session.info.get(ONLINE)
+    if online is None:
+        return members
+    ids = await online()
+    return {staff_id: email for staff_id, email in members.items() if staff_id in ids}

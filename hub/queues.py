@@ -34,6 +34,7 @@ async def sync_queues(db: Database, declared: Sequence[QueueDecl]) -> None:
                 session.add(row)
             row.title, row.strategy, row.declared = decl.title or decl.name, decl.strategy, True
             row.capacity, row.calendar = decl.capacity or None, decl.calendar
+            row.assign_to = decl.assign_to
         names = [d.name for d in declared]
         await session.execute(update(Queue).where(Queue.name.not_in(names)).values(declared=False))
 

@@ -80,7 +80,8 @@ async def refresh_spool_gauge(hub: Hub) -> dict[str, int]:
 async def fire_timers(hub: Hub) -> int:
     from hub.routing.timers import fire_due_timers
 
-    fired = await fire_due_timers(hub.db, hub.router(), utcnow())
+    fired = await fire_due_timers(hub.db, hub.router(), utcnow(),
+                                  on_outbox=hub.jobs.submit_delivery, events=hub.events)
     return int(fired or 0)
 
 

@@ -4,12 +4,17 @@ A timer row is claimed with `UPDATE ... SET state='fired' WHERE id=? AND state='
 the sweeper whose update touched one row applies the actions, in the same transaction, so two
 sweepers (or a restart in the middle) never fire a step twice, and a failure leaves it pending
 for the next sweep. Timers live in the database, so they survive restarts.
+
+A step's `notify` reaches staff as a rule-level notify does (hub.staff_notify: the internal
+email through the outbox, the `staff.notify` event, muted queues respected): queued in the
+step's transaction, handed to `on_outbox` and published on `events` once it committed.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +22,9 @@ from sqlalchemy import ColumnElement, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
+from hub.events import Event, EventBus
 from hub.model import PRIORITY_RANK
+from hub.routing import Notify
 from hub.storage.tables import Conversation, ConversationTimer
 
 CLOSED = ("resolved", "closed")
@@ -95,19 +102,44 @@ def _apply_actions(
     return done
 
 
+@dataclass(slots=True)
+class Fired:
+    """What a fired step leaves to do after its commit: deliveries and events."""
+
+    outbox_ids: list[int] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+async def _notify(session: AsyncSession, conv: Conversation, timer: ConversationTimer) -> Fired:
+    # Imported here: hub.staff_notify needs hub.outbound, which needs this module.
+    from hub.staff_notify import notify_staff
+
+    notes = [Notify(timer.rule_id, str(n.get("kind", "")), str(n.get("target", "")),
+                    str(n.get("text", ""))) for n in (timer.actions or {}).get("notify", [])]
+    outbox_ids, events = await notify_staff(session, conv, notes)
+    return Fired(outbox_ids, events)
+
+
 async def fire_one(
     db: Any, timer_id: int, now: datetime, known_queue: Callable[[str], bool]
 ) -> bool:
+    return await _fire(db, timer_id, now, known_queue) is not None
+
+
+async def _fire(
+    db: Any, timer_id: int, now: datetime, known_queue: Callable[[str], bool]
+) -> Fired | None:
     async with _transaction(db) as session:
         if not await _claim(session, timer_id, now):
-            return False  # another sweeper fired it, or a staff reply cancelled it
+            return None  # another sweeper fired it, or a staff reply cancelled it
         timer = await session.get(ConversationTimer, timer_id)
         assert timer is not None
         conv = await session.get(Conversation, timer.conversation_id)
         if conv is None or conv.status in CLOSED or conv.spam:
             timer.state = "cancelled"
-            return False
+            return None
         done = _apply_actions(session, conv, timer, known_queue)
+        fired = await _notify(session, conv, timer)
         audit.record(
             session,
             "rules",
@@ -118,13 +150,15 @@ async def fire_one(
             step=timer.step,
             changed=done,
         )
-        return True
+    return fired
 
 
 async def fire_due_timers(
-    session_factory: Any, router: Any, now: datetime, *, limit: int = 200
+    session_factory: Any, router: Any, now: datetime, *, limit: int = 200,
+    on_outbox: Callable[[Sequence[int]], object] | None = None, events: EventBus | None = None,
 ) -> int:
-    """Fire every pending timer due at `now`; returns how many fired."""
+    """Fire every pending timer due at `now`; returns how many fired. The steps' staff
+    notifications go to `on_outbox` (their emails) and `events` after each step's commit."""
     queues = getattr(router, "queues", None)
     if queues is None and getattr(router, "current", None) is not None:
         queues = router.current.queues
@@ -134,8 +168,15 @@ async def fire_due_timers(
 
     fired = 0
     for timer_id in await due_timer_ids(session_factory, now, limit):
-        if await fire_one(session_factory, timer_id, now, known_queue):
-            fired += 1
+        done = await _fire(session_factory, timer_id, now, known_queue)
+        if done is None:
+            continue
+        fired += 1
+        if done.outbox_ids and on_outbox is not None:
+            on_outbox(done.outbox_ids)
+        for event in done.events:
+            if events is not None:
+                events.publish(event)
     return fired
 
 

@@ -116,6 +116,8 @@ class Queue(Base):
     capacity: Mapped[int | None] = mapped_column(Integer)
     calendar: Mapped[str | None] = mapped_column(String(64))
     declared: Mapped[bool] = mapped_column(Boolean, default=True)  # still in queues.toml
+    # whom round_robin / least_busy deal to: "all" members, or those "online" (hub.presence)
+    assign_to: Mapped[str] = mapped_column(String(8), default="all", server_default="all")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -128,6 +130,7 @@ class Staff(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    language: Mapped[str | None] = mapped_column(String(8))  # the workspace's; None: the default
 
 
 class QueueMember(Base):

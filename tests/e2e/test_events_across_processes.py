@@ -1,6 +1,8 @@
 """Events cross processes: two `hub serve` and one `hub worker` (real processes) on PostgreSQL and
 Redis. A live-events client connected to each serve process hears what any of the three raised:
-a mail taken in by serve A, a reply posted on serve B, and the delivery that the worker made."""
+a mail taken in by serve A, a reply posted on serve B, and the delivery that the worker made.
+In real browsers (slow_e2e: with --full), two agents' workspaces on the two serve processes see
+a new conversation and each other's presence live."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.e2e.test_quickstart import HUB, run, wait_listening
 from tests.support.services import free_port
+
+PASSWORD = "correct horse battery"
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -124,3 +128,56 @@ async def test_an_event_raised_by_any_process_reaches_every_serve_process(
         assert delivered[0]["queue"] == "general" and delivered[0]["status"] == "sent"
         for socket in sockets:
             await socket.close()
+
+
+async def _signed_in(browser: Any, port: int, email: str) -> Any:
+    """A browser context of its own, signed in to the serve process on `port`."""
+    context = await browser.new_context(base_url=f"http://127.0.0.1:{port}")
+    page = await context.new_page()
+    page.set_default_timeout(30_000)
+    await page.goto("/staff/login")
+    await page.fill("#email", email)
+    await page.fill("#password", PASSWORD)
+    await page.press("#password", "Enter")
+    await page.wait_for_url("**/staff/")
+    return page
+
+
+@pytest.mark.slow_e2e
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_two_workspaces_on_two_serve_processes_see_each_other_live(
+        cluster: tuple[Path, dict[str, str], list[dict[str, int]]]) -> None:
+    """Agent A's workspace on serve 1 sees a conversation that arrived through serve 2, and
+    agent B viewing it from serve 2, without a reload."""
+    from playwright.async_api import expect
+
+    from tests.support.browser import chromium
+
+    cwd, env, ports = cluster
+    for email, name in (("ana@city.example", "Ana Agent"), ("ben@city.example", "Ben Agent")):
+        await asyncio.to_thread(run, ["staff", "add", email, "--name", name, "--role", "agent",
+                                      "--queues", "general", "--password-stdin"], cwd, env,
+                                PASSWORD + "\n")
+    async with chromium() as browser:
+        ana = await _signed_in(browser, ports[0]["http"], "ana@city.example")
+        ben = await _signed_in(browser, ports[1]["http"], "ben@city.example")
+        await ana.goto("/staff/?queue=general")
+        await expect(ana.locator("html")).to_have_attribute("data-live", "ready")
+        await ana.evaluate("window.stillTheSamePage = true")
+        mail = (b"From: Eve <eve@example.org>\r\nTo: help@city.example\r\n"
+                b"Subject: Broken swing\r\nMessage-ID: <cluster-2@example.org>\r\n\r\n"
+                b"The swing in the park is broken.\r\n")
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=ports[1]["smtp"]) as client:
+            await client.sendmail("eve@example.org", ["help@city.example"], mail)
+        arrived = ana.locator("#listing a.subject", has_text="Broken swing")
+        await expect(arrived).to_be_visible()
+        assert await ana.evaluate("window.stillTheSamePage === true")
+        await arrived.click()
+        await expect(ana.locator("html")).to_have_attribute("data-live", "ready")
+        await ana.evaluate("window.stillTheSamePage = true")
+        await ben.goto(ana.url.replace(str(ports[0]["http"]), str(ports[1]["http"])))
+        await expect(ana.locator("#collision")).to_have_text("Ben Agent is viewing")
+        await expect(ben.locator("#collision")).to_have_text("Ana Agent is viewing")
+        await ben.locator("#reply-body").press_sequentially("On my way")
+        await expect(ana.locator("#collision")).to_have_text("Ben Agent is typing")
+        assert await ana.evaluate("window.stillTheSamePage === true")

@@ -1,7 +1,9 @@
 """Assignment strategies from queues.toml acting on `assign = "@strategy"`, on SQLite and
 PostgreSQL, through the real intake: round_robin deals a burst of 30 new conversations out
 in turn, least_busy evens out the members' open work and respects the queue's capacity, manual
-leaves them to be claimed, and a conversation someone holds is never taken away."""
+leaves them to be claimed, and a conversation someone holds is never taken away. A queue with
+`assign_to = "online"` deals only to members with a live workspace (hub.presence), and to
+nobody while none is online."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from hub import presence
 from hub.app import Hub
 from hub.config import Settings
 from hub.queues import set_membership
@@ -33,6 +36,16 @@ QUEUES = """
     name = "roads"
     strategy = "least_busy"
     capacity = {capacity}
+
+    [[queue]]
+    name = "parks"
+    strategy = "round_robin"
+    assign_to = "online"
+
+    [[queue]]
+    name = "lights"
+    strategy = "least_busy"
+    assign_to = "online"
     """
 RULES = """
     [[rule]]
@@ -58,6 +71,22 @@ RULES = """
     when.text.contains = "question"
     then.queue = "general"
     then.assign = "@strategy"
+
+    [[rule]]
+    id = "trees"
+    phase = "route"
+    order = 4
+    when.text.contains = "tree"
+    then.queue = "parks"
+    then.assign = "@strategy"
+
+    [[rule]]
+    id = "lamps"
+    phase = "route"
+    order = 5
+    when.text.contains = "lamp"
+    then.queue = "lights"
+    then.assign = "@strategy"
     """
 AGENTS = ("ana@city.example", "ben@city.example", "cho@city.example")
 
@@ -72,7 +101,7 @@ async def strategy_hub(settings_data: dict[str, dict[str, object]], tmp_path: Pa
     async with hub.db.transaction() as session:
         for email in AGENTS:
             staff = await add_staff(session, email, name=email.split("@")[0], role="agent")
-            await set_membership(session, staff, ["general", "waste", "roads"])
+            await set_membership(session, staff, ["general", "waste", "roads", "parks", "lights"])
     return hub
 
 
@@ -147,3 +176,36 @@ async def test_a_held_conversation_is_not_dealt_again(hub: Hub) -> None:
     await hub.intake.accept(inbound("+15552009999", "My bin is broken"))
     await hub.intake.accept(inbound("+15552009999", "The bin lid too"))  # same conversation
     assert await assignees(hub, "waste") == Counter({AGENTS[0]: 1})
+
+
+async def go_online(hub: Hub, *emails: str) -> None:
+    async with hub.db.read() as session:
+        for staff_id in await session.scalars(select(Staff.id).where(Staff.email.in_(emails))):
+            await presence.register(hub, staff_id)
+
+
+async def test_round_robin_online_deals_only_to_members_with_a_live_workspace(hub: Hub) -> None:
+    await go_online(hub, AGENTS[0], AGENTS[2])
+    await burst(hub, "A tree fell", 30)
+    assert await assignees(hub, "parks") == Counter({AGENTS[0]: 15, AGENTS[2]: 15})
+    await go_online(hub, AGENTS[1])  # ben comes in: the turn goes on through him too
+    await burst(hub, "Another tree", 3, first=100)
+    assert await assignees(hub, "parks") == Counter({AGENTS[0]: 16, AGENTS[1]: 1, AGENTS[2]: 16})
+    await burst(hub, "The bin again", 3, first=200)  # assign_to = "all" (the default)
+    assert await assignees(hub, "waste") == Counter({email: 1 for email in AGENTS})
+
+
+async def test_least_busy_online_evens_out_among_those_online(hub: Hub) -> None:
+    await go_online(hub, AGENTS[1])
+    await burst(hub, "A lamp is out", 4)
+    await go_online(hub, AGENTS[2])
+    await burst(hub, "A lamp flickers", 26, first=100)
+    assert await assignees(hub, "lights") == Counter({AGENTS[1]: 15, AGENTS[2]: 15})
+
+
+async def test_online_queues_leave_work_unassigned_while_nobody_is_online(hub: Hub) -> None:
+    await burst(hub, "A tree and a lamp", 1)  # the tree rule wins
+    await burst(hub, "A lamp on 5th", 2, first=100)
+    assert await assignees(hub, "parks") == Counter({None: 1})
+    assert await assignees(hub, "lights") == Counter({None: 2})
+    assert not await presence.staff_online(hub, "parks")

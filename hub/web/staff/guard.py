@@ -28,7 +28,7 @@ from hub.web.html import (
     set_page_headers,
 )
 from hub.web.keys import HUB_KEY
-from hub.web.staff import sessions
+from hub.web.staff import i18n, sessions
 from hub.web.staff.sessions import SignedIn
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -119,6 +119,7 @@ async def staff_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         raise web.HTTPSeeOther(f"{PREFIX}/")
     if request.path.startswith(f"{PREFIX}/static/"):
         return await handler(request)
+    i18n.before_sign_in(request)
     if request.path in PUBLIC_PATHS:
         if request.method not in SAFE_METHODS and not same_token(
                 await _sent_token(request), request.cookies.get(LOGIN_CSRF_COOKIE, "")):
@@ -134,4 +135,5 @@ async def staff_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         return forbidden(request, "This request did not carry its security token. "
                                   "Reload the page and try again.")
     request[SIGNED_IN_KEY] = who
+    i18n.use(request, i18n.for_staff(request, who.staff))
     return await handler(request)

@@ -1,7 +1,7 @@
 """Read-only administration views (admins only): the queues as queues.toml made them (title,
-strategy, capacity, calendar, members) and the rule set's status (version, when it went live,
-the folder's errors and the last refused change with its `path:line` errors), as
-`GET /api/v1/rules` reports it."""
+strategy, capacity, calendar, who is dealt to, members), every API token (made and revoked on
+its owner's page), and the rule set's status (version, when it went live, the folder's errors
+and the last refused change with its `path:line` errors), as `GET /api/v1/rules` reports it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy import select
 
-from hub.storage.tables import Queue, QueueMember, Staff
+from hub.storage.tables import ApiToken, Queue, QueueMember, Staff
 from hub.web.keys import HUB_KEY
 from hub.web.staff.admin import admin_only
 from hub.web.staff.pages import frame
@@ -47,3 +47,16 @@ async def rules_page(request: web.Request) -> web.Response:
         context = await frame(request, session, ListParams())
     return aiohttp_jinja2.render_template("staff/admin_rules.html", request, {
         **context, "title": "Rule set", "rules": _rules_status(request)})
+
+
+async def tokens_page(request: web.Request) -> web.Response:
+    admin_only(request)
+    async with request.app[HUB_KEY].db.read() as session:
+        tokens = (await session.execute(
+            select(ApiToken.prefix, ApiToken.created_at, ApiToken.last_used_at,
+                   ApiToken.revoked_at, Staff.id.label("staff_id"), Staff.email)
+            .join(Staff, Staff.id == ApiToken.staff_id)
+            .order_by(ApiToken.revoked_at.is_not(None), Staff.email, ApiToken.id))).all()
+        context = await frame(request, session, ListParams())
+    return aiohttp_jinja2.render_template("staff/admin_tokens.html", request, {
+        **context, "title": "API tokens", "tokens": tokens})

@@ -1,10 +1,12 @@
 """Staff notifications on both databases: a rule's `notify = { email = ... }` queues an internal
 email through the outbox (never to the citizen, never threaded back into the conversation) and,
 for a staff member, a `staff.notify` event and a line in their workspace; a muted queue stops
-both for that person."""
+both for that person. A `notify` inside an escalation step (an SLA timer firing) reaches staff
+the same way."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy import func, select
 
 from hub.app import Hub
 from hub.events import Event
+from hub.model import utcnow
 from hub.staff import find_staff
 from hub.storage.tables import Message, OutboxItem, QueueMute
 from tests.support.adapter import inbound
@@ -32,7 +35,15 @@ RULES = {"flood.toml": """
       { email = "agent@city.example", text = "A flood was reported" },
       { email = "lead@city.example", text = "A flood was reported" },
     ]
-    """}
+    """, "sla.toml": """
+    [[rule]]
+    id = "flood-sla"
+    phase = "timers"
+    order = 1
+    when.queue = "roads"
+    then.escalate = [{ name = "nudge", after = "1h", notify = NUDGE }]
+    """.replace("NUDGE", '{ email = "agent@city.example", '
+                         'text = "Still no answer on {{ reference }}" }')}
 
 
 @pytest.fixture
@@ -119,3 +130,30 @@ async def test_a_muted_queue_is_neither_emailed_nor_shown(
     notes = await _notifications(client)
     assert f"/staff/conversations/{again}\"" in notes and f"/conversations/{conv}\"" not in notes
     assert "Mute notifications" in await (await client.get("/staff/")).text()
+
+
+
+async def test_an_escalation_steps_notify_reaches_staff_like_a_rules(
+        client: TestClient, desk: Desk, hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import maintenance
+
+    conv, _ = await _flood(hub)
+    email = hub.adapters.get("email")
+    before = len(email.sent)
+    events = hub.events.subscribe()
+    assert await maintenance.fire_timers(hub) == 0  # not due yet
+    later = utcnow() + timedelta(days=7)  # "1h" is business time: a week covers any calendar
+    monkeypatch.setattr(maintenance, "utcnow", lambda: later)
+    assert await maintenance.fire_timers(hub) == 1
+    await hub.jobs.drain()
+    hub.events.unsubscribe(events)
+    nudges = email.sent[before:]
+    assert [m.to for m in nudges] == [AGENT]
+    assert nudges[0].body.startswith("Still no answer on ") and nudges[0].reply_token is None
+    seen = []
+    while not events.empty():
+        seen.append(events.get_nowait())
+    assert [(e.kind, e.conversation_id, e.data["staff_id"]) for e in seen
+            if e.kind == "staff.notify"] == [("staff.notify", conv, await _agent_id(hub))]
+    await sign_in(client)
+    assert "Still no answer on" in await _notifications(client)

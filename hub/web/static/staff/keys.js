@@ -1,7 +1,8 @@
 // Keyboard shortcuts of the workspace (never while typing in a field):
 //   j / k   next / previous conversation in the list      Enter  opens it (a link)
 //   /       search                                         r / n  write a reply / a note
-//   e       resolve the open conversation                  ?      show these shortcuts
+//   e       resolve the open conversation                  a      assign: the "Assign to" control
+//   ?       show these shortcuts
 // In a reply or note, Ctrl+Enter sends (see live.js).
 
 const typing = (target) =>
@@ -42,6 +43,7 @@ const ACTIONS = {
   r: () => focusField("reply-body"),
   n: () => focusField("note-body"),
   e: resolve,
+  a: () => focusField("assign-staff"),
   "?": showHelp,
 };
 

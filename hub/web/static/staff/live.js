@@ -3,13 +3,15 @@
 // reply's delivery status moves on without a reload; on the first page of a list it reloads the
 // list and the sidebar's counts (unless the focus is inside the list: then it only says so).
 // Reconnects with back-off and catches up once connected again. Also: Ctrl+Enter sends the form
-// being typed in.
+// being typed in. Presence news (staff.* and citizen.typing events) goes to collision.js as a
+// `hub:presence` DOM event; `hub:ready` says the socket is (again) live.
 
 const main = document.getElementById("main");
 const conversationId = main ? Number(main.dataset.conversation || 0) : 0;
 const timelineUrl = main ? main.dataset.timelineUrl : undefined;
 const status = document.getElementById("live-status");
 let delay = 1000;
+let current = null;  // the open socket, for what the page says (see "hub:send")
 let refreshing = null;
 let again = false;
 
@@ -47,7 +49,7 @@ async function refreshList() {
   const listing = document.getElementById("listing");
   if (!listing || !("liveList" in listing.dataset)) return;
   if (listing.contains(document.activeElement) || listing.querySelector("input:checked")) {
-    announce("New activity in your queues: reload the page to see it.");
+    announce(status?.dataset.newActivity || "New activity in your queues: reload the page to see it.");
     return;
   }
   const response = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
@@ -80,19 +82,32 @@ function connect() {
       if (opened) return;
       opened = true;
       delay = 1000;
+      current = socket;
       document.documentElement.dataset.live = "ready";
+      document.dispatchEvent(new CustomEvent("hub:ready"));
       refreshTimeline();  // whatever happened while we were away
       listChanged();
+      return;
+    }
+    // Who is viewing or typing (collision.js): news about people, not about the records.
+    if (event.kind.startsWith("staff.") || event.kind === "citizen.typing") {
+      document.dispatchEvent(new CustomEvent("hub:presence", { detail: event }));
       return;
     }
     listChanged();
     if (conversationId && event.conversation_id === conversationId) {
       refreshTimeline().then(() => {
-        if (event.kind === "delivery.status") announce(`Reply status: ${event.status || "updated"}`);
+        if (event.kind === "delivery.status") {
+          const text = status?.dataset.replyStatus || "Reply status: {status}";
+          let words = {};  // the status words in the page's language (layout.html)
+          try { words = JSON.parse(status?.dataset.deliveryWords || "{}"); } catch { /* none */ }
+          announce(text.replace("{status}", words[event.status] || event.status || "updated"));
+        }
       });
     }
   });
   socket.addEventListener("close", () => {
+    if (current === socket) current = null;
     document.documentElement.dataset.live = "closed";
     setTimeout(connect, delay);
     delay = Math.min(delay * 2, 30000);
@@ -109,6 +124,11 @@ function sendOnCtrlEnter() {
     });
   }
 }
+
+// Other modules (collision.js) talk on the same socket: `hub:send` with the frame as detail.
+document.addEventListener("hub:send", (event) => {
+  if (current && current.readyState === WebSocket.OPEN) current.send(JSON.stringify(event.detail));
+});
 
 sendOnCtrlEnter();
 if (main && "WebSocket" in window) connect();
