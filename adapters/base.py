@@ -228,6 +228,15 @@ class LimitsText(Protocol):
         ...
 
 
+@runtime_checkable
+class PublishesEvents(Protocol):
+    """Hook "events": `send` publishes on the hub's event bus (the web chat pushes a staff reply
+    to the process that holds the visitor's socket); the hub hands the adapter its bus when it
+    is built, in `hub serve` and `hub worker` alike."""
+
+    def bind_events(self, events: EventPublisher) -> None: ...
+
+
 HOOKS: dict[str, tuple[type, tuple[str, ...]]] = {
     # hook name: (protocol, the coroutine methods it must have)
     "spool": (Spooling, ()),
@@ -236,10 +245,12 @@ HOOKS: dict[str, tuple[type, tuple[str, ...]]] = {
     "identity": (NormalizesIdentity, ()),
     "connections": (KeepsConnections, ("close_connections",)),
     "limits": (LimitsText, ()),
+    "events": (PublishesEvents, ()),
 }
 _HOOK_MEMBERS = {"spool_parser": "spool", "routes": "routes", "start": "listener",
                  "stop": "listener", "normalize_identity": "identity",
-                 "close_connections": "connections", "too_long": "limits"}
+                 "close_connections": "connections", "too_long": "limits",
+                 "bind_events": "events"}
 
 
 class AdapterError(ValueError):
@@ -315,6 +326,11 @@ class AdapterRegistry:
 
     def capable(self, capability: Capability) -> set[str]:
         return {a.name for a in self._adapters.values() if capability in a.capabilities}
+
+    def carries_attachments(self, channel: str) -> bool:
+        """Whether staff may attach files to a reply on `channel` (Capability.ATTACHMENTS)."""
+        adapter = self._adapters.get(channel)
+        return adapter is not None and Capability.ATTACHMENTS in adapter.capabilities
 
     def too_long(self, channel: str, body: str) -> str | None:
         """Why `body` cannot be sent on `channel` (its "limits" hook), or None."""

@@ -7,6 +7,7 @@ listeners, with a private loop in a thread so that RQ's plain job functions can 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -17,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hub import audit, identities
+from hub import audit, identities, presence
 from hub.acknowledge import Acknowledger
 from hub.adapters.base import (
     AdapterContext,
@@ -113,6 +114,7 @@ class Hub:
             acknowledger=self.acknowledger,
             on_outbox=self.jobs.submit_delivery,
             events=self.events,
+            online=functools.partial(presence.online_staff_ids, self),
         )
         self.spool = Spool(self.db, max_backlog=settings.spool.max_backlog)
         self.parse_pool = ParsePool(settings.spool.parse_processes, settings.spool.parse_seconds)
@@ -122,6 +124,8 @@ class Hub:
                               max_delay=settings.spool.max_delay_seconds),
             pool=self.parse_pool)
         self.status = StatusReporter(self.db, self.events)
+        for adapter in self.adapters.with_hook("events"):  # checked when registered
+            adapter.bind_events(self.events)
         self.context = AdapterContext(
             intake=self.intake, spool=self.spool, status=self.status, events=self.events,
             settings=settings, public_url=str(settings.hub.public_url).rstrip("/"))
@@ -235,6 +239,7 @@ class Hub:
         await self._close_connections()
         if self.event_relay is not None:
             await self.event_relay.close()
+        await presence.close(self)
         await self.db.dispose()
         close = getattr(self.jobs, "close", None)
         if close is not None:

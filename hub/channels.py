@@ -35,6 +35,8 @@ CHANNELS: tuple[ChannelEntry, ...] = (
                  "hub.adapters.sms.inbound:SmsAdapter"),
     ChannelEntry("telegram", lambda s: bool(s.telegram.token.get_secret_value()),
                  "hub.adapters.telegram.inbound:TelegramAdapter"),
+    ChannelEntry("webchat", lambda s: s.webchat.enabled,
+                 "hub.adapters.webchat.inbound:WebchatAdapter"),
 )
 
 

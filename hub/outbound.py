@@ -4,6 +4,7 @@ transaction; a delivery job sends it later (hub.workers.delivery)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
@@ -12,12 +13,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.model import DeliveryStatus, Direction, OutboxState, utcnow
 from hub.routing.timers import cancel_timers
 from hub.storage.ids import ids
-from hub.storage.tables import Conversation, Identity, Message, OutboxItem
+from hub.storage.rows import add_row
+from hub.storage.tables import Attachment, Conversation, Identity, Message, OutboxItem
 
 
 class Queued(NamedTuple):
     message: Message
     outbox_id: int
+
+
+class StoredFile(NamedTuple):
+    """A file of an outbound message whose content is already in the blob store."""
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
 
 
 class NoAddressOnChannel(ValueError):
@@ -49,6 +60,15 @@ async def is_opted_out(session: AsyncSession, channel: str, address: str) -> boo
 ANSWERED_BY = {"webform": ("email", "sms")}
 
 
+# Channels whose citizen can leave (a web chat visitor who closed the page): the channel's
+# adapter registers a check `(session, conversation, address) -> the channels to answer on
+# instead, in order` (empty while the citizen is there); a message for the conversation's own
+# channel then goes out on the first of them the contact has an address on (the conversation
+# continues there). The core imports no adapter for it.
+GoneCheck = Callable[[AsyncSession, Conversation, str], Awaitable[tuple[str, ...]]]
+GONE_CHECKS: dict[str, GoneCheck] = {}
+
+
 def answered_on(channel: str, address: str) -> str:
     """The channel a message to `address` goes out on: its own, or for a channel with no way
     back (a web form) email or SMS by the address's shape."""
@@ -62,6 +82,10 @@ async def reply_channel(session: AsyncSession, conversation: Conversation, chann
     """The channel a message goes out on (default: the conversation's own) and, when that
     channel cannot carry it, the one that does with its address. A given `recipient` (the
     intake's: the sender of the form) decides by its shape."""
+    own = conversation.channel
+    if channel in (None, own) and recipient is None and own in GONE_CHECKS:
+        # Named or not: the workspace's reply form always names the channel it preselects.
+        return await _reachable(session, conversation, own)
     channel = channel or conversation.channel
     if channel not in ANSWERED_BY:
         return channel, recipient
@@ -73,6 +97,20 @@ async def reply_channel(session: AsyncSession, conversation: Conversation, chann
         except NoAddressOnChannel:
             continue
     raise NoAddressOnChannel(f"the citizen gave no address to answer a {channel} request on")
+
+
+async def _reachable(session: AsyncSession, conversation: Conversation,
+                     channel: str) -> tuple[str, str | None]:
+    """The conversation's own channel while the citizen is there, else their email or phone."""
+    address = await recipient_for(session, conversation, channel)
+    for other in await GONE_CHECKS[channel](session, conversation, address):
+        try:
+            found = await recipient_for(session, conversation, other)
+        except NoAddressOnChannel:
+            continue
+        if not await is_opted_out(session, other, found):
+            return other, found
+    return channel, address  # no other way: they read it when they come back
 
 
 async def recipient_for(session: AsyncSession, conversation: Conversation, channel: str) -> str:
@@ -108,6 +146,7 @@ async def enqueue_outbound(
     staff_id: int | None = None,
     channel: str | None = None,
     recipient: str | None = None,
+    attachments: Sequence[StoredFile] = (),
 ) -> Queued:
     """Create the outbound message and its outbox row in the caller's transaction (written at
     its next flush). `recipient` defaults to `recipient_for`: the intake knows it already.
@@ -135,6 +174,10 @@ async def enqueue_outbound(
         created_at=now,
     )
     session.add(message)
+    for stored in attachments:  # written with the message, in its transaction
+        add_row(session, Attachment, message_id=message.id, filename=stored.filename,
+                content_type=stored.content_type, size=stored.size, sha256=stored.sha256,
+                inline=False)
     outbox_id = await add_outbox_row(session, message)
     conversation.last_message_at = now
     if automatic:

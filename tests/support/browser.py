@@ -5,7 +5,7 @@ Playwright's own browser download is not used: scripts/lib.sh installs Debian's 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,14 +20,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
     from playwright.async_api import async_playwright
 
     if not CHROMIUM.exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run scripts/test.sh (it installs chromium)")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                   args=CHROMIUM_ARGS)
+                                                   args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:

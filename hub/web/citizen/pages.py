@@ -72,7 +72,8 @@ async def portal(request: web.Request) -> web.Response:
                  "description": form.text(form.description, language.code)
                  if form.description else ""} for form in forms_of(request).values()]
     return render(request, "citizen/portal.html", language, {
-        "title": language._("City services"), "services": services})
+        "title": language._("City services"), "services": services,
+        "chat": request.app[HUB_KEY].settings.webchat.enabled})
 
 
 async def track_lookup(request: web.Request) -> web.Response:

@@ -12,7 +12,8 @@ SID = "AC" + "1" * 32
 
 
 def settings(**twilio: str) -> Settings:
-    return Settings.model_validate({"smtp": {"enabled": False}, "twilio": twilio})
+    return Settings.model_validate({"smtp": {"enabled": False}, "webchat": {"enabled": False},
+                                    "twilio": twilio})
 
 
 def test_credentials_turn_the_channel_on_and_it_keeps_the_contract() -> None:

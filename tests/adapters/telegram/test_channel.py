@@ -31,7 +31,7 @@ def test_a_token_builds_the_channel_and_an_empty_secret_is_warned_of() -> None:
         '"polling")']
     polling = Settings.model_validate({"telegram": {"token": "1:abc", "mode": "polling"}})
     assert unbuilt_channels(polling) == []
-    assert [a.name for a in configured_adapters(Settings(), b"k")] == ["email"]
+    assert [a.name for a in configured_adapters(Settings(), b"k")] == ["email", "webchat"]
 
 
 @pytest.mark.parametrize("mode", ["webhook"])
