@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub import lookups, metrics
 from hub.acknowledge import Acknowledger
 from hub.adapters.base import Unavailable
+from hub.assignment import ONLINE, OnlineIds
 from hub.events import Event, EventBus
 from hub.identities import InvalidAddress, normalize_address
 from hub.lookups import LIVE_STATUSES, Lookups
@@ -116,6 +117,7 @@ class Intake:
         acknowledger: Acknowledger | None = None,
         on_outbox: Callable[[Sequence[int]], object] | None = None,
         events: EventBus | None = None,
+        online: OnlineIds | None = None,
         max_batch: int = 128,
     ) -> None:
         self.db = db
@@ -127,6 +129,7 @@ class Intake:
         self._ack = acknowledger
         self._on_outbox = on_outbox
         self._events = events
+        self.online = online  # who has a live workspace, for `assign_to = "online"` queues
         self._max_batch = max_batch
         # Messages that arrive while a batch is being stored go into the next one together:
         # one transaction, one look-up per kind and one INSERT per table for all of them.
@@ -387,7 +390,8 @@ class Intake:
             id=await ids(session).next("conversations"),
             reference=new_reference(), contact_id=contact_id, channel=msg.channel,
             status=ConversationStatus.OPEN.value, priority="normal", tags=[],
-            subject=msg.subject or None, language=msg.language, spam=False,
+            subject=msg.subject or None, language=msg.language or _known_language(found, msg),
+            spam=False,
             auto_replies_sent=0, acknowledged=False, assignee_id=None, queue=None,
             created_at=now, updated_at=utcnow(), last_message_at=now,
         )
@@ -463,6 +467,8 @@ class Intake:
         found.opened_windows({
             reply.once_per_key: msg.received_at + timedelta(seconds=reply.once_per_seconds)
             for reply in decision.auto_replies if not (message.automatic or decision.spam)})
+        if self.online is not None:
+            session.info.setdefault(ONLINE, self.online)
         return await apply_decision(session, conversation, message, decision,
                                     now=msg.received_at, fold_into=folded,
                                     pending=found.pending_timers(conversation.id),
@@ -563,12 +569,21 @@ def _touch(conversation: Conversation, msg: InboundMessage) -> None:
         conversation.last_inbound_at = msg.received_at
 
 
+def _known_language(found: Lookups, msg: InboundMessage) -> str | None:
+    """The sender's stored language (hub.storage.tables.Contact.language): a new conversation
+    on any channel is held in it when its first message does not say, so that its
+    acknowledgment, status notices, survey and routing (`language`) follow the citizen."""
+    contact = found.contact(msg.channel, msg.sender)
+    return contact.language if contact is not None else None
+
+
 def _snapshot(conversation: Conversation, is_new: bool) -> ConversationSnapshot:
     return ConversationSnapshot(
         id=conversation.id, is_new=is_new, channel=conversation.channel,
         status=conversation.status, queue=conversation.queue, priority=conversation.priority,
         tags=frozenset(conversation.tags or ()), reference=conversation.reference,
         auto_replies_sent=conversation.auto_replies_sent or 0,
+        language=conversation.language,
     )
 
 

@@ -26,6 +26,9 @@ class ConversationSnapshot:
     reference: str
     assignee: str | None = None  # staff email
     auto_replies_sent: int = 0
+    # The conversation's language; a new one starts with the contact's stored language, so a
+    # citizen known to write Spanish is routed as such when a message does not say (hub.intake).
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

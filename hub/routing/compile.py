@@ -90,7 +90,8 @@ class Facts:
 
     def language(self) -> str | None:
         if self._lang is None:
-            given = (self.msg.language or "").lower()[:2] or None
+            stated = self.msg.language or self.ctx.conversation.language
+            given = (stated or "").lower()[:2] or None
             found = given or detect(
                 f"{self.msg.subject or ''}\n{self.msg.text}", self.env.language_codes
             )

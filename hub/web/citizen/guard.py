@@ -22,7 +22,7 @@ from hub.web.addresses import client_key
 from hub.web.auth_mw import RateLimiter
 from hub.web.citizen import i18n
 from hub.web.citizen.i18n import N_
-from hub.web.html import cookie_token, is_secure, same_token, set_page_headers
+from hub.web.html import PAGE_CSP, cookie_token, is_secure, same_token, set_page_headers
 from hub.web.keys import HUB_KEY
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ ERROR_TEXTS = {
 }
 
 
+FORM_PERMISSIONS = "camera=(), microphone=(), geolocation=(self)"
+
+
 def is_citizen_path(path: str) -> bool:
     return not path.startswith(NOT_CITIZEN)
 
@@ -62,6 +65,12 @@ async def citizen_headers(request: web.Request, response: web.StreamResponse) ->
     if not is_citizen_path(request.path):
         return
     set_page_headers(response, cache=request.path.startswith(STATIC_PREFIX))
+    if request.path.startswith("/forms/"):  # "Use my location" (static/citizen/location.js)
+        response.headers["Permissions-Policy"] = FORM_PERMISSIONS
+        tiles = request.app[HUB_KEY].settings.citizen.tiles_origin
+        if tiles:  # the pin map's tiles come from the city's own tile server
+            response.headers["Content-Security-Policy"] = PAGE_CSP.replace(
+                "img-src 'self'", f"img-src 'self' {tiles}")
     if request.path.startswith(("/track", "/survey")):
         response.headers["X-Robots-Tag"] = "noindex, nofollow"
 
@@ -112,7 +121,10 @@ def page_context(request: web.Request, language: i18n.Language) -> dict[str, obj
         links.append({"code": code, "name": i18n.native_name(code),
                       "href": str(request.rel_url.with_query(query)),
                       "current": code == language.code})
-    return {"lang": language.code, "_": language._, "languages": links}
+    settings = request.app[HUB_KEY].settings
+    return {"lang": language.code, "_": language._, "languages": links,
+            "transparency": settings.transparency.enabled,
+            "citizen_map": settings.citizen if settings.citizen.map_tiles_url else None}
 
 
 @web.middleware

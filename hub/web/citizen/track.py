@@ -1,22 +1,27 @@
 """`/track/{reference}`: where a request stands, for the citizen who holds its reference.
 
 The page shows the status in plain words and the public timeline: the citizen's own messages and
-what was sent to them. Never internal notes, routing traces, queues, staff names nor the
-citizen's own addresses. While the request can still be continued (open, pending, or resolved
-within `[hub] reopen_window_days`) a web-form request has a box to add a message, which becomes
-an inbound `webform` message on that conversation (threaded by its reference, deduplicated by a
-token issued with the page). A wrong reference is a polite 404 that tells nothing; every
-tracking request counts against the client address's rate.
+what was sent to them. Never internal notes, routing traces, staff names nor the citizen's own
+addresses; the queue only by the title it has for citizens (queues.toml `titles`, in the
+citizen's language), and not at all when it has none. While the request can still be
+continued (open, pending, or resolved within `[hub] reopen_window_days`) a web-form request has
+a box to add a message, which becomes an inbound `webform` message on that conversation
+(threaded by its reference, deduplicated by a token issued with the page). A wrong reference
+is a polite 404 that tells nothing; every tracking request counts against the client address's
+rate.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from babel.dates import format_timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,10 +38,12 @@ from hub.model import (
     ThreadHints,
     utcnow,
 )
+from hub.routing.schema import expected_minutes
 from hub.storage.tables import Attachment, Conversation, Message
 from hub.tokens import REFERENCE_ALPHABET, REFERENCE_LENGTH
 from hub.web.citizen import i18n
 from hub.web.citizen.body import read_body
+from hub.web.citizen.files import file_url
 from hub.web.citizen.guard import check_csrf, rate_limit
 from hub.web.citizen.i18n import N_
 from hub.web.citizen.pages import with_csrf
@@ -89,20 +96,21 @@ def can_add(request: web.Request, conversation: Conversation) -> bool:
             and utcnow() - resolved <= window)
 
 
-async def _timeline(session: AsyncSession, conversation_id: int,
-                    language: i18n.Language) -> list[dict[str, Any]]:
+async def _timeline(session: AsyncSession, conversation_id: int, language: i18n.Language,
+                    link: Callable[[int], str]) -> list[dict[str, Any]]:
     rows = list(await session.scalars(
         select(Message).where(Message.conversation_id == conversation_id,
                               Message.direction.in_((Direction.INBOUND.value,
                                                      Direction.OUTBOUND.value)))
         .order_by(Message.created_at, Message.id)))
-    files: dict[int, list[str]] = {}
+    files: dict[int, list[dict[str, str]]] = {}
     if rows:
-        for message_id, filename in await session.execute(
-                select(Attachment.message_id, Attachment.filename)
+        for attachment_id, message_id, filename in await session.execute(
+                select(Attachment.id, Attachment.message_id, Attachment.filename)
                 .where(Attachment.message_id.in_([m.id for m in rows]),
                        Attachment.inline.is_(False)).order_by(Attachment.id)):
-            files.setdefault(message_id, []).append(filename)
+            files.setdefault(message_id, []).append(
+                {"name": filename, "url": link(attachment_id)})
     return [{"mine": m.direction == Direction.INBOUND.value,
              "who": language._("You") if m.direction == Direction.INBOUND.value
              else language._("City Hall"),
@@ -116,7 +124,11 @@ async def _page(request: web.Request, reference: str, language: i18n.Language, *
                 status: int = 200) -> web.Response:
     async with request.app[HUB_KEY].db.read() as session:
         conversation = await _conversation(session, reference)
-        timeline = await _timeline(session, conversation.id, language)
+        timeline = await _timeline(
+            session, conversation.id, language,
+            functools.partial(file_url, request.app[HUB_KEY].reply_secret, reference))
+        expected = _expected_response(request, conversation, language)
+        service = _service(request, conversation, language)
     return with_csrf(request, "citizen/track.html", language, {
         "title": language._("Request {reference}", reference=reference),
         "reference": reference, "subject": conversation.subject or "",
@@ -127,7 +139,33 @@ async def _page(request: web.Request, reference: str, language: i18n.Language, *
         "can_add": can_add(request, conversation), "typed": typed,
         "error_at": error[0] if error else "", "error": error[1] if error else "",
         "token": secrets.token_urlsafe(24), "sent": request.query.get("sent") == "1",
+        "expected": expected, "service": service,
     }, status)
+
+
+def _service(request: web.Request, conversation: Conversation,
+             language: i18n.Language) -> str | None:
+    """The queue's title for citizens in their language; None for a queue without one."""
+    rules = request.app[HUB_KEY].rules
+    current = rules.current if rules is not None else None
+    decl = current.queues.get(conversation.queue or "") if current is not None else None
+    return decl.citizen_title(language.code) if decl is not None else None
+
+
+def _expected_response(request: web.Request, conversation: Conversation,
+                       language: i18n.Language) -> str | None:
+    """"We usually reply within 2 days.": the queue's `expected_response` in queues.toml, in
+    words of the citizen's language, while the request waits for the city (open)."""
+    rules = request.app[HUB_KEY].rules
+    current = rules.current if rules is not None else None
+    if current is None or conversation.status != ConversationStatus.OPEN.value:
+        return None
+    decl = current.queues.get(conversation.queue or "")
+    if decl is None or decl.expected_response is None:
+        return None
+    within = timedelta(minutes=expected_minutes(decl.expected_response))
+    words = format_timedelta(within, threshold=1.5, locale=language.code)
+    return language._("We usually reply within {time}.", time=words)
 
 
 async def track_page(request: web.Request) -> web.Response:

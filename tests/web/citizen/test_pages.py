@@ -104,7 +104,7 @@ async def test_success_lands_on_the_tracking_page_and_a_double_submit_is_stored_
     page = await client.get(f"/track/{reference}")
     html = await page.text()
     assert "Report a pothole or road damage" in html and "A deep hole in the bus lane" in html
-    assert "Files: hole.png" in html
+    assert 'download="hole.png">hole.png</a>' in html.split("Files:", 1)[1]
 
 
 @pytest.mark.parametrize(("filename", "content", "expected"), [

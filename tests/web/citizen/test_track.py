@@ -4,6 +4,8 @@ polite 404 for a wrong reference, and a citizen's markup shown as text."""
 
 from __future__ import annotations
 
+import re
+
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
@@ -129,4 +131,6 @@ async def test_a_photo_can_be_added_and_a_wrong_file_is_refused(client: TestClie
         tokens, [("photo", "later.png", "image/png", PNG)]), allow_redirects=False)
     assert added.status == 303
     assert await stored(hub) == (1, 2, 2)
-    assert "Files: later.png" in await (await client.get(f"/track/{reference}")).text()
+    page = await (await client.get(f"/track/{reference}")).text()
+    assert re.search(rf'Files: <a href="/track/{reference}/files/[0-9a-f-]+" '
+                     r'download="later.png">later.png</a>', page)
