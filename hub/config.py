@@ -7,6 +7,7 @@ code 2 (see `ConfigError`). Secrets are `SecretStr`, so they never show in reprs
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,6 +45,7 @@ class HubSection(Section):
     default_language: str = "en"
     languages: tuple[str, ...] = ("en", "es")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_reply_attachment_bytes: int = Field(default=5_242_880, ge=1024)  # per file staff send
 
 
 class DatabaseSection(Section):
@@ -207,6 +209,88 @@ class SecuritySection(Section):
     max_login_attempts: int = Field(default=10, ge=1)
 
 
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+
+
+class WebchatSection(Section):
+    """The web chat widget and its protocol (adapters/webchat)."""
+
+    enabled: bool = True
+    allowed_origins: tuple[str, ...] = ()  # sites that may embed widget.js and open /chat/ws
+    max_body: int = Field(default=2000, ge=1, le=100_000)  # characters of one chat message
+    per_minute: int = Field(default=20, ge=1)  # messages per visitor per minute
+    per_ip_per_minute: int = Field(default=60, ge=1)  # messages per client address per minute
+    max_connections_per_ip: int = Field(default=20, ge=1)
+    max_file_bytes: int = Field(default=5_000_000, ge=1024)  # one attachment (image or PDF)
+    consent_text: str = ""  # shown on the pre-chat form; empty: a built-in text per language
+    away_after_seconds: int = Field(default=60, ge=0)  # then replies go by email/SMS if given
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from urllib.parse import urlsplit
+
+        cleaned = []
+        for origin in value:
+            parts = urlsplit(origin.strip())
+            # The origins go into a Content-Security-Policy (frame-ancestors): a host[:port]
+            # and nothing else, so no `;` or space can add a directive of its own.
+            if parts.scheme not in ("http", "https") or not _HOST_PORT.match(parts.netloc) \
+                    or parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"{origin!r} is not an origin; write it as "
+                                 '"https://www.city.example"')
+            cleaned.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return tuple(cleaned)
+
+
+class CitizenSection(Section):
+    """Citizen pages' options (hub.web.citizen): the on-premise map behind "Use my location"."""
+
+    # A tile server of the city's own, e.g. "https://tiles.city.internal/{z}/{x}/{y}.png";
+    # empty: no map, only the button and typed coordinates (no tile CDN is ever used).
+    map_tiles_url: str = ""
+    map_center: tuple[float, float] = (40.7128, -74.006)  # latitude, longitude shown first
+    map_zoom: int = Field(default=15, ge=1, le=19)
+    map_attribution: str = ""  # e.g. "© OpenStreetMap contributors", shown under the map
+
+    @field_validator("map_tiles_url")
+    @classmethod
+    def _tiles(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or any(
+                key not in value for key in ("{z}", "{x}", "{y}")):
+            raise ValueError(f"{value!r}: write an http(s) URL with {{z}}, {{x}} and {{y}}, "
+                             'e.g. "https://tiles.city.internal/{z}/{x}/{y}.png"')
+        return value
+
+    @field_validator("map_center")
+    @classmethod
+    def _center(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not (-85 <= value[0] <= 85 and -180 <= value[1] <= 180):
+            raise ValueError("map_center is [latitude, longitude] (-85..85, -180..180)")
+        return value
+
+    @property
+    def tiles_origin(self) -> str:
+        """The tile server's origin, for the form pages' Content-Security-Policy."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.map_tiles_url)
+        return f"{parts.scheme}://{parts.netloc}" if self.map_tiles_url else ""
+
+
+class TransparencySection(Section):
+    """The public figures page, `GET /transparency` (hub.web.citizen.transparency)."""
+
+    enabled: bool = False  # off: the page is 404 and the portal does not link it
+    min_group: int = Field(default=5, ge=1)  # figures of fewer conversations are not shown
+
+
 class Settings(Section):
     hub: HubSection = HubSection()
     database: DatabaseSection = DatabaseSection()
@@ -221,6 +305,9 @@ class Settings(Section):
     outbox: OutboxSection = OutboxSection()
     spool: SpoolSection = SpoolSection()
     security: SecuritySection = SecuritySection()
+    transparency: TransparencySection = TransparencySection()
+    citizen: CitizenSection = CitizenSection()
+    webchat: WebchatSection = WebchatSection()
 
     @property
     def embedded(self) -> bool:

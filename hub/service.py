@@ -22,8 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
 from hub.events import Event
-from hub.model import PRIORITY_RANK, ConversationStatus, Direction, utcnow
-from hub.outbound import NoAddressOnChannel, OptedOut, enqueue_outbound, reply_channel
+from hub.model import PRIORITY_RANK, ConversationStatus, Direction, OutboundAttachment, utcnow
+from hub.outbound import (
+    NoAddressOnChannel,
+    OptedOut,
+    StoredFile,
+    enqueue_outbound,
+    reply_channel,
+)
 from hub.queues import member_queue_names
 from hub.routing.timers import pending_due_before
 from hub.search import text_condition
@@ -282,15 +288,25 @@ class Channels(Protocol):
 
     def too_long(self, channel: str, body: str) -> str | None: ...
 
+    def carries_attachments(self, channel: str) -> bool: ...
+
+
+class Blobs(Protocol):
+    """Where attachment contents are kept (hub.storage.blobs.BlobStore): content-addressed."""
+
+    async def put(self, data: bytes) -> str: ...
+
 
 async def reply(db: Database, actor: Staff, conversation_id: int, body: str, *,
                 channel: str | None = None, channels: Channels,
                 after_message_id: int | None = None,
+                attachments: Sequence[OutboundAttachment] = (), blobs: Blobs | None = None,
                 submit_delivery: SubmitDelivery, publish: Publish) -> Message:
     """Queue a reply to the citizen on `channel` (default: the conversation's own), which must
-    be among the configured `channels`, able to carry `body`, and where the contact must have
-    an address that has not opted out. With `after_message_id` (the newest message the
-    writer had seen), a reply is held with Conflict when the citizen or a colleague wrote since.
+    be among the configured `channels`, able to carry `body` (and `attachments`, already
+    checked by hub.reply_files, kept in `blobs`), and where the contact must have an address
+    that has not opted out. With `after_message_id` (the newest message the writer had seen),
+    a reply is held with Conflict when the citizen or a colleague wrote since.
     """
     async with db.transaction() as session:
         conversation = await conversation_for(session, actor, conversation_id, for_update=True)
@@ -302,20 +318,38 @@ async def reply(db: Database, actor: Staff, conversation_id: int, body: str, *,
                 raise Invalid(f"channel: {channel} is not configured", "no_channel")
             if why := channels.too_long(channel, body):
                 raise Invalid(f"body: {why}", "too_long")
+            stored = await _stored_files(channels, channel, attachments, blobs)
             message, outbox_id = await enqueue_outbound(session, conversation, body,
                                                       staff_id=actor.id, channel=channel,
-                                                      recipient=recipient)
+                                                      recipient=recipient, attachments=stored)
         except OptedOut as exc:
             raise Invalid(f"channel: {exc}", "opted_out") from None
         except NoAddressOnChannel as exc:
             raise Invalid(f"channel: {exc}", "no_address") from None
         audit.record(session, actor.email, "conversation.reply", "conversation",
-                     conversation.id, message_id=message.id, channel=channel)
+                     conversation.id, message_id=message.id, channel=channel,
+                     **({"files": len(stored)} if stored else {}))
     submit_delivery([outbox_id])
     publish(Event("message.outbound", conversation.id, conversation.queue,
                   {"message_id": message.id, "actor": actor.email}))
     publish(_updated(conversation, "reply", actor, {"message_id": message.id}))
     return message
+
+
+async def _stored_files(channels: Channels, channel: str,
+                        attachments: Sequence[OutboundAttachment],
+                        blobs: Blobs | None) -> list[StoredFile]:
+    """The files' blobs, written only once the reply is sure to be queued (a refused reply
+    leaves nothing behind); refused when the channel cannot carry files."""
+    if not attachments:
+        return []
+    if not channels.carries_attachments(channel):
+        raise Invalid(f"attachment: files cannot be sent on {channel}; send the reply on "
+                      "another channel or without them", "attachments_not_supported")
+    if blobs is None:
+        raise ValueError("reply: attachments need a blob store")
+    return [StoredFile(a.filename, a.content_type, len(a.data), await blobs.put(a.data))
+            for a in attachments]
 
 
 async def _refuse_if_newer(session: AsyncSession, conversation_id: int, seen: int) -> None:

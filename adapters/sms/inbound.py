@@ -91,6 +91,8 @@ class SmsAdapter:
     hooks = frozenset({"spool", "routes", "identity", "limits"})
 
     def __init__(self, settings: Settings, reply_secret: bytes) -> None:
+        # No ATTACHMENTS: MMS reaches only US/CA numbers and needs the file at a public URL
+        # Twilio fetches; a reply with files is refused before it is queued, never half sent.
         self.capabilities = Capability.DELIVERY_STATUS | Capability.SHORT_TEXT
         if settings.sms.acknowledge:
             self.capabilities |= Capability.ACKNOWLEDGE

@@ -22,6 +22,7 @@ STRATEGIES = ("manual", "round_robin", "least_busy")
 assert set(PriorityName.__args__) == {p.value for p in Priority}  # type: ignore[attr-defined]
 assert set(StatusName.__args__) == {s.value for s in ConversationStatus}  # type: ignore[attr-defined]
 
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")  # "es", "pt-BR"
 _DURATION = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)?\s*$")
 _UNIT_MINUTES = {None: 1, "m": 1, "min": 1, "h": 60, "d": 1440, "w": 10080}
 
@@ -44,6 +45,25 @@ def parse_minutes(value: int | str, *, allow_days: bool = True) -> int:
     return minutes
 
 
+_EXPECTED = re.compile(r"^\s*(\d{1,4})\s*(minutes?|hours?|days?|weeks?|m|min|h|d|w)\s*$",
+                       re.IGNORECASE)
+_EXPECTED_UNIT = {"m": 1, "min": 1, "minute": 1, "h": 60, "hour": 60, "d": 1440, "day": 1440,
+                  "w": 10080, "week": 10080}
+
+
+def expected_minutes(value: str) -> int:
+    """A queue's `expected_response` ("2 days", "4 hours", "90 minutes", "1 week", "2d")
+    in minutes; wall-clock time, as a citizen counts it."""
+    m = _EXPECTED.match(value)
+    if not m:
+        raise ValueError(f'bad expected_response {value!r}: write e.g. "2 days" or "4 hours"')
+    unit = m.group(2).lower()
+    minutes = int(m.group(1)) * _EXPECTED_UNIT[unit.removesuffix("s") if len(unit) > 3 else unit]
+    if minutes <= 0:
+        raise ValueError("expected_response must be positive")
+    return minutes
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +83,51 @@ class QueueDecl(Strict):
     strategy: Literal["manual", "round_robin", "least_busy"] = "manual"
     capacity: int = Field(default=0, ge=0)  # open conversations per agent; 0: no limit
     calendar: str | None = None
+    # round_robin / least_busy choose among the members with a live workspace, or among all
+    assign_to: Literal["all", "online"] = "all"
+    # What the tracking page promises citizens, e.g. "2 days" or "4 hours" (expected_minutes).
+    expected_response: str | None = None
+    # The queue's name as citizens read it, per language: `titles = { es = "Calles" }`. Shown
+    # on /transparency (else `title`) and, only for a queue that has them, on the tracking
+    # page: a queue meant for staff alone ("VIP", "escalations") is never named to a citizen.
+    # (language, title) pairs: a tuple, so that a declaration stays hashable like the others.
+    titles: tuple[tuple[str, str], ...] = ()
+
+    @field_validator("expected_response")
+    @classmethod
+    def _expected(cls, value: str | None) -> str | None:
+        if value is not None:
+            expected_minutes(value)
+        return value
+
+    @field_validator("titles", mode="before")
+    @classmethod
+    def _titles(cls, value: Any) -> tuple[tuple[str, str], ...]:
+        if isinstance(value, tuple):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError('titles is a table of language = "title", e.g. { es = "Calles" }')
+        for code, text in value.items():
+            if not _LANGUAGE.match(code):
+                raise ValueError(f'{code!r} is not a language code: write e.g. es = "..."')
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"the {code!r} title must be a text that is not empty")
+        return tuple(value.items())
+
+    def _title_in(self, language: str) -> str | None:
+        found = dict(self.titles)
+        return found.get(language) or found.get(language.split("-")[0])
+
+    def citizen_title(self, language: str) -> str | None:
+        """The title citizens read in `language` (else `title`); None for a queue without
+        `titles`."""
+        if not self.titles:
+            return None
+        return self._title_in(language) or self.title or self.titles[0][1]
+
+    def public_title(self, language: str) -> str:
+        """The title on public figures: `titles` in `language`, else `title`, else the name."""
+        return self._title_in(language) or self.title or self.name
 
 
 class QueuesFile(Strict):

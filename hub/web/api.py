@@ -16,12 +16,14 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import canned, service, setaside
 from hub.contacts import merge_contacts
+from hub.model import OutboundAttachment
+from hub.reply_files import MAX_REPLY_FILES, REPLY_TYPES, checked_files
 from hub.service import ADMINS, SUPERVISORS, ConversationFilter
 from hub.staff import StaffError, add_staff, find_staff
 from hub.storage.tables import (
@@ -39,7 +41,8 @@ from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY, caller
 from hub.web.live import events_socket
 from hub.web.openapi import Handler, Route, document
-from hub.web.parsing import read_body, read_query
+from hub.web.parsing import read_body, read_query, validation_error
+from hub.web.reply_upload import FILE_FIELD, is_multipart, read_reply_form
 from hub.web.schemas import (
     AssignIn,
     CannedIn,
@@ -74,6 +77,7 @@ from hub.web.schemas import (
     StatusIn,
     TransferIn,
 )
+from hub.web.stats_api import StatsOut, StatsParams, get_stats, get_stats_csv
 from hub.web.views import (
     API,
     contact_detail,
@@ -220,12 +224,26 @@ async def _item(request: web.Request, conversation: Conversation) -> web.Respons
     return _json(item)
 
 
+async def _reply_in(request: web.Request) -> tuple[ReplyIn, list[OutboundAttachment]]:
+    """A JSON reply, or a multipart one with files (checked here: nothing stored if refused)."""
+    if not is_multipart(request):
+        return await read_body(request, ReplyIn), []
+    fields, files = await read_reply_form(request)
+    try:
+        data = ReplyIn.model_validate(fields)
+    except ValidationError as exc:
+        raise validation_error(exc, "body") from None
+    max_bytes = request.app[HUB_KEY].settings.hub.max_reply_attachment_bytes
+    return data, checked_files(files, max_bytes)
+
+
 async def post_reply(request: web.Request) -> web.Response:
-    data = await read_body(request, ReplyIn)
+    data, attachments = await _reply_in(request)
     hub = request.app[HUB_KEY]
     message = await service.reply(hub.db, caller(request).staff, _id(request), data.body,
                                   channel=data.channel, channels=hub.adapters,
                                   after_message_id=data.after_message_id,
+                                  attachments=attachments, blobs=hub.blobs,
                                   submit_delivery=hub.jobs.submit_delivery,
                                   publish=hub.events.publish)
     return _json(MessageCreated(message_id=message.id), status=202)
@@ -436,6 +454,19 @@ async def openapi_json(request: web.Request) -> web.Response:
 # -- the table --------------------------------------------------------------------------------
 
 CONV = f"{API}/conversations/{{id}}"
+# The multipart form of a reply with files (the JSON body's fields, as form fields).
+REPLY_FORM: dict[str, Any] = {
+    "type": "object", "required": ["body"],
+    "properties": {
+        "body": {"type": "string", "minLength": 1},
+        "channel": {"type": "string", "enum": ["email", "sms", "telegram", "webchat",
+                                               "webform"]},
+        "after_message_id": {"type": "integer", "minimum": 0},
+        FILE_FIELD: {"type": "array", "maxItems": MAX_REPLY_FILES,
+                     "items": {"type": "string", "format": "binary"},
+                     "description": "Files to send: " + ", ".join(sorted(REPLY_TYPES)) + "."},
+    },
+}
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API}/openapi.json", openapi_json, "This document", public=True),
@@ -448,13 +479,21 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", CONV, get_conversation, "One conversation with messages and routing",
           ConversationDetail),
     Route("POST", f"{CONV}/replies", post_reply, "Reply to the citizen", MessageCreated,
-          status=202, body=ReplyIn,
+          status=202, body=ReplyIn, form=REPLY_FORM,
           description="Queued for delivery; the message's delivery_status follows it. Goes out "
                       "on the conversation's channel unless `channel` names another. 422 when "
                       "the channel is not configured (`no_channel`), the contact has no address "
                       "on it (`no_address`) or opted out (`opted_out`), or the text is too long "
                       "for it (`too_long`); 409 `conflict` when `after_message_id` is older "
-                      "than the conversation's newest message."),
+                      "than the conversation's newest message.\n\nWith files: "
+                      "`multipart/form-data` with the same fields and up to "
+                      f"{MAX_REPLY_FILES} files `{FILE_FIELD}`, each at most `[hub] "
+                      "max_reply_attachment_bytes` and, by its content, a PDF or an image (PNG, "
+                      "JPEG, GIF, WebP). Email, Telegram and the web chat carry files; SMS does "
+                      "not. 422 `attachment_too_large`, `attachment_type`, "
+                      "`too_many_attachments`, or `attachments_not_supported` (the channel "
+                      "cannot carry files); nothing is stored or queued then. The sent files "
+                      "are listed in the message's `attachments`."),
     Route("POST", f"{CONV}/notes", post_note, "Add an internal note", MessageCreated,
           status=201, body=NoteIn),
     Route("POST", f"{CONV}/claim", post_claim, "Assign the conversation to the caller",
@@ -532,6 +571,17 @@ ROUTES: tuple[Route, ...] = (
           description="Sets a `failed` item back to `pending` with its tries reset; the spool "
                       "worker takes it. Audit-logged with the caller as actor. 409 "
                       "(`not_retryable`) when the item is not failed."),
+    Route("GET", f"{API}/stats", get_stats, "Service figures per queue, month and channel",
+          StatsOut, query=StatsParams, roles=SUPERVISORS, errors=(400, 401, 403, 422, 429),
+          description="Conversations created from `from` to `to` (UTC days, both included): "
+                      "received, resolved, first response (median, p90) and resolution "
+                      "(median) times in seconds, answered surveys and their mean rating; "
+                      "`totals` sums the channels."),
+    Route("GET", f"{API}/stats.csv", get_stats_csv, "The service figures as CSV",
+          query=StatsParams, roles=SUPERVISORS, media_type="text/csv",
+          errors=(400, 401, 403, 422, 429),
+          description="The lines of `GET /api/v1/stats` (`items`, then `totals` with channel "
+                      "`all`), one header line."),
     Route("GET", f"{API}/events", events_socket, "Live events (WebSocket)", status=101,
           errors=(401, 426, 429),
           description="Upgrade to a WebSocket; each text frame is one event "

@@ -31,7 +31,7 @@ outbox items); an *admin* also manages staff. Endpoints that need a role answer 
 roles. Errors are `{"error": {"code", "message"}}`; malformed JSON and unknown fields are 400,
 invalid values 422, too many requests 429 with `Retry-After`. Bodies are `application/json` (else
 415), at most `[http] max_body_bytes` (else 413), nested at most 32 deep, with numbers of at most
-64 characters (else 400).
+64 characters (else 400). A reply with files is `multipart/form-data` instead.
 Times are ISO 8601 UTC. List cursors are opaque: pass `next_cursor` back unchanged.
 """
 
@@ -52,6 +52,7 @@ class Route:
     description: str = ""
     media_type: str = "application/json"
     errors: tuple[int, ...] = field(default=(400, 401, 404, 422, 429))
+    form: dict[str, Any] | None = None  # also takes multipart/form-data with this schema
 
     @property
     def aiohttp_path(self) -> str:
@@ -130,8 +131,11 @@ def _operation(route: Route) -> dict[str, Any]:
     if params:
         operation["parameters"] = params
     if route.body is not None:
+        content: dict[str, Any] = {"application/json": {"schema": _ref(route.body)}}
+        if route.form is not None:
+            content["multipart/form-data"] = {"schema": route.form}
         operation["requestBody"] = {"required": bool(route.body.model_fields),
-                                    "content": {"application/json": {"schema": _ref(route.body)}}}
+                                    "content": content}
     if route.public:
         operation["security"] = []
     return operation

@@ -8,7 +8,7 @@ Content-Security-Policy. Pages are in `pages`, actions in `actions`, bulk action
 in `bulk`, administration in `admin`, live events in `live`, the reply box's helpers (canned
 responses, SMS counter) in `compose`, the contact panel in `contact`, email HTML and
 attachments in `mail`, SLA timers and "at risk" in `sla`, staff notifications and queue mutes
-in `notifications`.
+in `notifications`, the staff member's language in `i18n`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from aiohttp import web
 
 from hub.web.html import WEB, setup_templates
 from hub.web.keys import HUB_KEY
+from hub.web.reply_upload import upload_room
 from hub.web.staff import (
     accounts,
     actions,
     admin,
     bulk,
     compose,
+    dashboard,
+    i18n,
     mail,
     notifications,
     pages,
@@ -35,13 +38,14 @@ CONVERSATION = "/conversations/{id:\\d{1,18}}"
 
 
 def _staff_app(app: web.Application) -> web.Application:
-    staff = web.Application(middlewares=[staff_guard])
+    staff = web.Application(middlewares=[upload_room, staff_guard])
     staff[HUB_KEY] = app[HUB_KEY]
     setup_templates(staff)
     staff.router.add_get("/", pages.workspace)
     staff.router.add_get(LOGIN.removeprefix(PREFIX), pages.login_page)
     staff.router.add_post(LOGIN.removeprefix(PREFIX), pages.login_submit)
     staff.router.add_post("/logout", pages.logout)
+    staff.router.add_post("/language", i18n.choose_language)
     staff.router.add_get("/events", staff_events)
     staff.router.add_get(CONVERSATION, pages.conversation)
     staff.router.add_get(CONVERSATION + "/timeline", pages.timeline)
@@ -75,6 +79,9 @@ def _admin_routes(staff: web.Application) -> None:
     staff.router.add_post(person + "/tokens", accounts.new_token)
     staff.router.add_post(person + "/tokens/{token_id:\\d{1,18}}/revoke", accounts.revoke_token)
     staff.router.add_get("/admin/queues", setup.queues_page)
+    staff.router.add_get("/admin/tokens", setup.tokens_page)
+    staff.router.add_get("/dashboard", dashboard.dashboard)
+    staff.router.add_get("/dashboard.csv", dashboard.dashboard_csv)
     staff.router.add_get("/admin/rules", setup.rules_page)
 
 

@@ -24,8 +24,10 @@ from aiohttp import web
 from hub import canned, service
 from hub.contacts import merge_contacts
 from hub.model import ConversationStatus
+from hub.reply_files import checked_files
 from hub.storage.tables import Staff
 from hub.web.keys import HUB_KEY
+from hub.web.reply_upload import posted_files
 from hub.web.staff.guard import PREFIX, signed_in
 from hub.web.staff.pages import compose_context, conversation_context
 
@@ -111,12 +113,24 @@ async def reply(request: web.Request) -> web.StreamResponse:
     if not body:
         return await _empty(request, "reply")
     after = None if await _text(request, "force") else _number(await _text(request, "after"))
+    try:
+        files = checked_files(await posted_files(await request.post()),
+                              request.app[HUB_KEY].settings.hub.max_reply_attachment_bytes)
+    except service.Invalid as exc:
+        exc.message += " Nothing was sent: choose the files again."
+        return await refused(request, _id(request), exc, reply_draft=body, reply_channel=channel)
 
-    def call(hub: Hub, staff: Staff, conversation_id: int) -> Awaitable[object]:
-        return service.reply(hub.db, staff, conversation_id, body, channel=channel,
-                             channels=hub.adapters, after_message_id=after,
-                             submit_delivery=hub.jobs.submit_delivery,
-                             publish=hub.events.publish)
+    async def call(hub: Hub, staff: Staff, conversation_id: int) -> object:
+        try:
+            return await service.reply(hub.db, staff, conversation_id, body, channel=channel,
+                                       channels=hub.adapters, after_message_id=after,
+                                       attachments=files, blobs=hub.blobs,
+                                       submit_delivery=hub.jobs.submit_delivery,
+                                       publish=hub.events.publish)
+        except service.ServiceError as exc:
+            if files:  # a browser cannot keep them in the form shown again
+                exc.message += " Nothing was sent: choose the files again."
+            raise
 
     return await _act(request, "reply", call, reply_draft=body, reply_channel=channel,
                       seen=after)

@@ -1,6 +1,7 @@
 """The reply box's helpers: canned responses (the list a conversation may use, and one filled
-in for it, hub.canned) and the SMS segment counter (hub.adapters.sms.text, the one count the
-SMS channel itself applies).
+in for it, hub.canned), the SMS segment counter (hub.adapters.sms.text, the one count the
+SMS channel itself applies) and the file input, offered for the channels that carry files
+(hub.reply_files says what may be attached).
 
 `GET /staff/conversations/{id}/canned/{canned_id}` answers `{"text": ...}` for the page's script;
 without a script the reply form's "Insert" button does the same through hub.web.staff.actions.
@@ -10,17 +11,20 @@ its own.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import canned
+from hub.adapters.base import AdapterRegistry
 from hub.adapters.sms.text import segments, sms_text
+from hub.reply_files import MAX_REPLY_FILES, REPLY_TYPES, size_label
 from hub.storage.tables import Staff
 from hub.web.keys import HUB_KEY
 from hub.web.staff.guard import visible
+from hub.web.staff.queries import ChannelOption
 
 MAX_TEXT = 20_000
 
@@ -37,6 +41,26 @@ async def canned_options(session: AsyncSession, staff: Staff,
     """The canned responses `staff` may use in a conversation of `queue`."""
     return [CannedOption(c.id, c.name, c.queue)
             for c in await canned.listed(session, staff, queue=queue)]
+
+
+@dataclass(frozen=True, slots=True)
+class FilesOffer:
+    """What the reply form's file input says: the channels that carry files, and the limits."""
+
+    channels: tuple[str, ...]
+    accept: str
+    count: int
+    size: str
+
+
+def files_offer(adapters: AdapterRegistry, options: Iterable[ChannelOption],
+                max_bytes: int) -> FilesOffer | None:
+    """The file input's offer, or None when none of the contact's channels carries files."""
+    carrying = tuple(o.channel for o in options
+                     if not o.opted_out and adapters.carries_attachments(o.channel))
+    if not carrying:
+        return None
+    return FilesOffer(carrying, ",".join(REPLY_TYPES), MAX_REPLY_FILES, size_label(max_bytes))
 
 
 def sms_label(text: str, max_segments: int) -> str:

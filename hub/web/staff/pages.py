@@ -18,9 +18,9 @@ from hub import service
 from hub.web import cursor
 from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY
-from hub.web.staff import notifications, sessions
+from hub.web.staff import i18n, notifications, sessions
 from hub.web.staff.choices import action_choices, list_choices
-from hub.web.staff.compose import canned_options, sms_label
+from hub.web.staff.compose import canned_options, files_offer, sms_label
 from hub.web.staff.contact import contact_panel
 from hub.web.staff.guard import (
     LOGIN,
@@ -48,8 +48,7 @@ from hub.web.views import conversation_detail, conversation_list
 
 Context = dict[str, Any]
 LOCKED_MESSAGE = ("This account is locked after too many wrong passwords. Try again in "
-                  f"{sessions.LOCK_MINUTES} minutes, or ask an administrator to set a new "
-                  "password.")
+                  "{minutes} minutes, or ask an administrator to set a new password.")
 WRONG_MESSAGE = "The email or the password is wrong."
 
 
@@ -61,7 +60,8 @@ def _login_form(request: web.Request, *, email: str = "", error: str | None = No
     token, fresh = login_csrf(request)
     page = aiohttp_jinja2.render_template(
         "staff/login.html", request,
-        {"title": "Sign in", "csrf": token, "email": email, "error": error}, status=status)
+        {"title": "Sign in", "csrf": token, "email": email, "error": error,
+         "lock_minutes": sessions.LOCK_MINUTES}, status=status)
     if fresh:
         set_login_csrf_cookie(request, page, token)
     return page
@@ -136,7 +136,9 @@ async def workspace(request: web.Request) -> web.Response:
         listing = await conversation_list(session, page, more)
         context = await frame(request, session, params)
         context |= await list_choices(session)
-    title = VIEWS[params.view] + (f" in {params.queue}" if params.queue else "")
+    _ = i18n.gettext(request)._
+    title = (_("{view} in {queue}", view=_(VIEWS[params.view]), queue=params.queue)
+             if params.queue else _(VIEWS[params.view]))
     return aiohttp_jinja2.render_template("staff/list.html", request, {
         **context, "title": title, "items": listing.items, "next_cursor": more})
 
@@ -190,10 +192,14 @@ def _html_view(request: web.Request) -> Context:
 
 
 def compose_context(request: web.Request, context: Context, draft: str) -> Context:
-    """The reply box's counter for `draft` when the reply may go by SMS."""
+    """The reply box's counter for `draft` when the reply may go by SMS, and its file input
+    when a channel of the contact carries files."""
     by_sms = any(o.channel == "sms" and not o.opted_out for o in context["reply_channels"])
-    max_segments = request.app[HUB_KEY].settings.sms.max_segments
-    return {"sms_counter": sms_label(draft, max_segments) if by_sms else None}
+    hub = request.app[HUB_KEY]
+    max_segments = hub.settings.sms.max_segments
+    return {"sms_counter": sms_label(draft, max_segments) if by_sms else None,
+            "reply_files": files_offer(hub.adapters, context["reply_channels"],
+                                       hub.settings.hub.max_reply_attachment_bytes)}
 
 
 async def conversation(request: web.Request) -> web.Response:

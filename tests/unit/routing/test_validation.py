@@ -227,6 +227,15 @@ CASES = [
         "unknown calendar 'nope'",
     ),
     (
+        "queue assign_to",
+        {
+            "queues.toml": '[[queue]]\nname = "general"\n\n[[queue]]\nname = "roads"\n'
+            'assign_to = "present"\n'
+        },
+        "queues.toml:6:",
+        "online",
+    ),
+    (
         "unknown setting",
         {"settings.toml": 'timezone = "UTC"\nmax_replies = 3\n'},
         "settings.toml:2:",

@@ -52,7 +52,9 @@ function filterCanned() {
     return;
   }
   if (first) picker.value = first.value;
-  match.textContent = first ? `Enter inserts the canned response “${first.text}”.` : "No canned response has that name.";
+  // The texts come translated from the page (data-found with {name}, data-none).
+  const found = match.dataset.found || "Enter inserts the canned response “{name}”.";
+  match.textContent = first ? found.replace("{name}", first.text) : (match.dataset.none || "No canned response has that name.");
 }
 
 async function slashEnter(event) {
@@ -96,5 +98,22 @@ if (form && body && counter) {
   });
   form.addEventListener("change", (event) => {
     if (event.target.name === "channel") showCounter();
+  });
+}
+
+// The file input: shown only while the chosen channel carries files (its data-channels);
+// files chosen for a channel that cannot carry them are let go when it is hidden.
+const files = document.getElementById("reply-files");
+
+function showFiles() {
+  const chosen = form.querySelector('input[name="channel"]:checked')?.value;
+  files.hidden = !files.dataset.channels.split(" ").includes(chosen);
+  if (files.hidden) files.querySelector("input").value = "";
+}
+
+if (form && files) {
+  showFiles();
+  form.addEventListener("change", (event) => {
+    if (event.target.name === "channel") showFiles();
   });
 }
