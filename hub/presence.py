@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from hub.events import Event, EventBus
+from hub.soft_redis import SoftRedis
 from hub.storage.tables import Queue, QueueMember, Staff
 
 if TYPE_CHECKING:
@@ -53,8 +54,7 @@ class Presence:
         self.key = f"{prefix}:presence"
         self.process = uuid.uuid4().hex
         self.local: Counter[int] = Counter()
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._shared = SoftRedis(redis_url, "presence")
         self._refresher: asyncio.Task[None] | None = None
 
     async def register(self, staff_id: int) -> None:
@@ -86,10 +86,8 @@ class Presence:
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.gather(self._refresher, return_exceptions=True)
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.aclose()
-        self._client = self._refresher = None
+        await self._shared.close()
+        self._refresher = None
 
     def _tell(self, staff_id: int, online: bool) -> None:
         """After Redis holds the change, so whoever hears it reads the new state."""
@@ -114,25 +112,7 @@ class Presence:
         await self._redis("zremrangebyscore", self.key, "-inf", now)
 
     async def _redis(self, command: str, *args: Any) -> Any:
-        """One Redis command; None without Redis or while it is away (presence stays local)."""
-        if not self.redis_url:
-            return None
-        try:
-            return await getattr(self._connection(), command)(*args)
-        except Exception as exc:  # Redis away: this process's own presence still holds
-            log.warning("presence not shared through Redis: %s", type(exc).__name__)
-            return None
-
-    def _connection(self) -> Any:
-        from redis.asyncio import Redis
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:  # a client serves one loop
-            # Short time-outs: a Redis that hangs must not hold up a socket or an intake batch.
-            self._client = Redis.from_url(self.redis_url, socket_connect_timeout=2.0,
-                                          socket_timeout=2.0)
-            self._client_loop = loop
-        return self._client
+        return await self._shared.call(command, *args)
 
 
 _PRESENCE: weakref.WeakKeyDictionary[Hub, Presence] = weakref.WeakKeyDictionary()

@@ -12,11 +12,12 @@ process answers from its own connections.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
 from typing import Any
+
+from hub.soft_redis import SoftRedis
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 15.0
@@ -29,8 +30,7 @@ class VisitorPresence:
         self.prefix = prefix
         self.connected: Counter[str] = Counter()
         self.left_at: dict[str, float] = {}  # visitor -> time.monotonic() of the last close
-        self._client: Any = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._shared = SoftRedis(redis_url, "chat presence")
         self._refresher: asyncio.Task[None] | None = None
 
     def _key(self, visitor: str) -> str:
@@ -73,10 +73,8 @@ class VisitorPresence:
         if self._refresher is not None:
             self._refresher.cancel()
             await asyncio.gather(self._refresher, return_exceptions=True)
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.aclose()
-        self._client = self._refresher = None
+        await self._shared.close()
+        self._refresher = None
 
     async def _refresh_forever(self) -> None:
         while self.connected:
@@ -86,19 +84,4 @@ class VisitorPresence:
                 await self._redis("set", self._key(visitor), b"1", ex=ttl)
 
     async def _redis(self, command: str, *args: Any, **options: Any) -> Any:
-        """One Redis command; None without Redis or while it is away."""
-        if not self.redis_url:
-            return None
-        try:
-            return await getattr(self._connection(), command)(*args, **options)
-        except Exception as exc:  # Redis away: this process's own connections still count
-            log.warning("chat presence not shared through Redis: %s", type(exc).__name__)
-            return None
-
-    def _connection(self) -> Any:
-        from redis.asyncio import Redis
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:  # a client serves one loop
-            self._client, self._client_loop = Redis.from_url(self.redis_url), loop
-        return self._client
+        return await self._shared.call(command, *args, **options)
