@@ -18,6 +18,9 @@ from hub.workers.maintenance import sweep_outbox
 from tests.support.adapter import RecordingAdapter
 from tests.unit.test_setaside import add_spool, audit_rows, dead_outbox, row
 
+# The commands as separate processes: one backend by default (--full runs both).
+pytestmark = pytest.mark.slow_e2e
+
 HUB = [sys.executable, "-m", "hub.cli"]
 RAW = b"From: a@b.example\r\nSubject: \x1b[2Jhi\r\n\r\nbody"
 

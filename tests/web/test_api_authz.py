@@ -116,30 +116,48 @@ def fill_body(body: Any, world: World) -> Any:
             for k, v in body.items()}
 
 
-@pytest.mark.parametrize("who", CALLERS)
-@pytest.mark.parametrize(("name", "method", "path", "body", "ok", "kind"), ENDPOINTS,
-                         ids=[e[0] for e in ENDPOINTS])
+def cases() -> list[Any]:
+    """Each endpoint once per caller allowed to use it (each changes the world, so each has its
+    own) and once for all the callers it refuses together: a refusal changes nothing, so they
+    share one world, and every one of them is checked."""
+    return [pytest.param(who, *endpoint, id=f"{who}-{endpoint[0]}")
+            for endpoint in ENDPOINTS
+            for who in [*sorted(ALLOWED[endpoint[5]]), "refused"]]
+
+
+@pytest.mark.parametrize(("who", "name", "method", "path", "body", "ok", "kind"), cases())
 async def test_matrix(client: TestClient, world: World, who: str, name: str, method: str,
                       path: str, body: Any, ok: int, kind: str) -> None:
     references = await roads_references(client, world)
     before = await snapshot(world.hub)
-    status, answer, headers = await call(client, method, fill(path, world),
-                                         token_for(world, who), fill_body(body, world))
+    if who == "refused":
+        for refused in (c for c in CALLERS if c not in ALLOWED[kind]):
+            await check_refused(client, world, refused, method, path, body, kind, references)
+        assert await snapshot(world.hub) == before
+        return
+    status, answer, _ = await call(client, method, fill(path, world), token_for(world, who),
+                                   fill_body(body, world))
     after = await snapshot(world.hub)
     shown = str(answer)
-    if who in ALLOWED[kind]:
-        assert status == ok, answer
-        if kind == "list" and name not in ("queues", "events", "canned list"):
-            assert any(r in shown for r in references) == (who in SEES_ROADS), shown
-        if name == "queues":
-            assert ("'roads'" in shown) == (who in SEES_ROADS), shown
-        if method in ("POST", "DELETE"):
-            assert after != before
-        return
-    assert status == expected_refusal(who, kind), answer
-    assert set(answer) == {"error"} and set(answer["error"]) == {"code", "message"}
-    assert not any(r in shown for r in references) and "Pothole" not in shown
-    assert after == before
+    assert status == ok, answer
+    if kind == "list" and name not in ("queues", "events", "canned list"):
+        assert any(r in shown for r in references) == (who in SEES_ROADS), shown
+    if name == "queues":
+        assert ("'roads'" in shown) == (who in SEES_ROADS), shown
+    if method in ("POST", "DELETE"):
+        assert after != before
+
+
+async def check_refused(client: TestClient, world: World, who: str, method: str, path: str,
+                        body: Any, kind: str, references: list[str]) -> None:
+    before = await snapshot(world.hub)
+    status, answer, headers = await call(client, method, fill(path, world),
+                                         token_for(world, who), fill_body(body, world))
+    shown = str(answer)
+    assert status == expected_refusal(who, kind), (who, answer)
+    assert set(answer) == {"error"} and set(answer["error"]) == {"code", "message"}, who
+    assert not any(r in shown for r in references) and "Pothole" not in shown, who
+    assert await snapshot(world.hub) == before, who
     if status == 401:
         assert headers["WWW-Authenticate"].startswith("Bearer")
 

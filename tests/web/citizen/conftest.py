@@ -12,13 +12,15 @@ import pytest
 from hub.app import Hub
 from hub.config import Settings
 from tests.support.adapter import RecordingAdapter
-
-SHIPPED = Path(__file__).resolve().parents[3] / "routing_rules"
+from tests.support.shipped_rules import shipped_rules_always_open
 
 
 @pytest.fixture
-def settings_data(settings_data: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
-    settings_data["routing"] = {"rules_dir": str(SHIPPED), "watch": False}
+def settings_data(settings_data: dict[str, dict[str, object]],
+                  tmp_path: Path) -> dict[str, dict[str, object]]:
+    # Open around the clock: the shipped after-hours reply would make counts depend on the time.
+    rules = shipped_rules_always_open(tmp_path)
+    settings_data["routing"] = {"rules_dir": str(rules), "watch": False}
     return settings_data
 
 

@@ -14,8 +14,8 @@ from hub.app import Hub
 from hub.routing.loader import load_rules
 from hub.storage.tables import Conversation
 from tests.support.adapter import inbound
+from tests.support.shipped_rules import SHIPPED
 from tests.unit.routing.test_validation import errors_for
-from tests.web.citizen.conftest import SHIPPED
 from tests.web.citizen.test_transparency import section, seeded
 
 QUEUES = '[[queue]]\nname = "general"\n\n[[queue]]\nname = "roads"\ntitle = "Roads"\n{}\n'
