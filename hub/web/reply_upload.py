@@ -23,11 +23,11 @@ from multidict import MultiDictProxy
 from hub.reply_files import MAX_REPLY_FILES
 from hub.web.errors import ApiError
 from hub.web.keys import HUB_KEY
+from hub.web.multipart import ReadBudget, read_part
 
 FILE_FIELD = "attachment"
 TEXT_FIELDS = ("body", "channel", "after_message_id")
 TEXT_ROOM = 1_048_576  # the text parts together: a reply's body is at most 100,000 characters
-CHUNK = 65_536
 REPLY_PATH = re.compile(r"^/staff/conversations/\d{1,18}/reply$")
 Files = list[tuple[str, bytes]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -45,7 +45,7 @@ async def read_reply_form(request: web.Request) -> tuple[dict[str, Any], Files]:
     """The API's multipart reply: its text fields (after_message_id as a number when it is
     one) and its files. Unknown fields are 400, a body over the budget 413."""
     max_file = request.app[HUB_KEY].settings.hub.max_reply_attachment_bytes
-    budget = _Budget(upload_limit(max_file))
+    budget = ReadBudget(upload_limit(max_file), _too_large)
     fields: dict[str, Any] = {}
     files: Files = []
     try:
@@ -62,39 +62,18 @@ async def read_reply_form(request: web.Request) -> tuple[dict[str, Any], Files]:
     return fields, files
 
 
-async def _take(part: BodyPartReader, fields: dict[str, Any], files: Files, budget: _Budget,
+async def _take(part: BodyPartReader, fields: dict[str, Any], files: Files, budget: ReadBudget,
                 max_file: int) -> None:
     name = part.name or ""
     if name == FILE_FIELD and part.filename is not None:
-        data = await _read(part, max_file + 1, budget)  # one byte over says "too large"
+        data = await read_part(part, max_file + 1, budget)  # one byte over says "too large"
         files.append((part.filename, data))
     elif name in TEXT_FIELDS and part.filename is None:
         if name in fields:
             raise ApiError(400, "bad_request", f"field given twice: {name!r}")
-        fields[name] = (await _read(part, TEXT_ROOM, budget)).decode("utf-8", "replace")
+        fields[name] = (await read_part(part, TEXT_ROOM, budget)).decode("utf-8", "replace")
     else:
         raise ApiError(400, "unknown_field", f"unknown body field(s): {name!r}")
-
-
-class _Budget:
-    def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
-
-    def spend(self, n: int) -> None:
-        self.used += n
-        if self.used > self.limit:
-            raise ApiError(413, "payload_too_large",
-                           f"the request body is larger than {self.limit} bytes")
-
-
-async def _read(part: BodyPartReader, keep: int, budget: _Budget) -> bytes:
-    """The part's first `keep` bytes; the rest is read against the budget and dropped."""
-    kept = bytearray()
-    while chunk := await part.read_chunk(CHUNK):
-        budget.spend(len(chunk))
-        if len(kept) < keep:
-            kept += chunk[:keep - len(kept)]
-    return bytes(kept)
 
 
 async def posted_files(posted: MultiDictProxy[Any]) -> Files:
@@ -114,3 +93,7 @@ async def upload_room(request: web.Request, handler: Handler) -> web.StreamRespo
         max_file = request.app[HUB_KEY].settings.hub.max_reply_attachment_bytes
         request = request.clone(client_max_size=upload_limit(max_file))
     return await handler(request)
+
+
+def _too_large(limit: int, used: int) -> Exception:
+    return ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes")

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from aiohttp import BodyPartReader, web
 
 from hub.forms.schema import FormField
+from hub.web.multipart import ReadBudget, read_part
 
 TEXT_LIMIT = 64 * 1024  # per text part: more than any form field takes
 TEXT_ROOM = 1024 * 1024  # the text parts together
 MAX_PARTS = 200
-CHUNK = 64 * 1024
 Files = dict[str, list[tuple[str, str, bytes]]]
 
 
@@ -59,7 +59,7 @@ async def read_body(request: web.Request, fields: Sequence[FormField] = ()) -> B
 
 async def _multipart(request: web.Request, fields: Sequence[FormField]) -> Body:
     limits = {f.id: f.bytes_limit for f in fields if f.type == "file"}
-    budget = _Budget(body_limit(fields))
+    budget = ReadBudget(body_limit(fields), _too_large)
     body = Body()
     reader = await request.multipart()
     for _ in range(MAX_PARTS):
@@ -71,39 +71,22 @@ async def _multipart(request: web.Request, fields: Sequence[FormField]) -> Body:
         if part.filename is not None:
             await _file(part, limits, body.files, budget)
         else:
-            text = await _read(part, TEXT_LIMIT, budget)
+            text = await read_part(part, TEXT_LIMIT, budget)
             body.fields.setdefault(part.name, []).append(text.decode("utf-8", "replace"))
     raise web.HTTPRequestEntityTooLarge(max_size=budget.limit, actual_size=budget.limit)
 
 
 async def _file(part: BodyPartReader, limits: Mapping[str, int], files: Files,
-                budget: _Budget) -> None:
+                budget: ReadBudget) -> None:
     name = part.name or ""
     if name not in limits:
-        await _read(part, 0, budget)  # not a file field of this form: dropped
+        await read_part(part, 0, budget)  # not a file field of this form: dropped
         return
-    data = await _read(part, limits[name] + 1, budget)
+    data = await read_part(part, limits[name] + 1, budget)
     if data:
         content_type = part.headers.get("Content-Type", "application/octet-stream")
         files.setdefault(name, []).append(((part.filename or "file")[:255], content_type, data))
 
 
-class _Budget:
-    def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
-
-    def spend(self, n: int) -> None:
-        self.used += n
-        if self.used > self.limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=self.limit, actual_size=self.used)
-
-
-async def _read(part: BodyPartReader, keep: int, budget: _Budget) -> bytes:
-    """The part's first `keep` bytes; the rest is read (so the client is not cut off) and
-    dropped."""
-    kept = bytearray()
-    while chunk := await part.read_chunk(CHUNK):
-        budget.spend(len(chunk))
-        if len(kept) < keep:
-            kept += chunk[:keep - len(kept)]
-    return bytes(kept)
+def _too_large(limit: int, used: int) -> Exception:
+    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=used)
