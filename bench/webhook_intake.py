@@ -116,9 +116,9 @@ def _hub_main(settings: Settings, conn: Connection, log_path: str) -> None:
     """Child process: what `hub serve` runs (logging set up as `hub serve` sets it up); sends
     the addresses it listens on, stops on SIGTERM as `hub serve` does."""
     _child_setup(log_path)
-    from hub.cli import _logging, _serve
+    from hub.cli import _serve, configure_logging
 
-    _logging(settings)
+    configure_logging(settings)
     asyncio.run(_serve(settings, ready=conn.send))
 
 

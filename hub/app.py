@@ -46,6 +46,7 @@ from hub.survey import ReplyAnswers
 
 if TYPE_CHECKING:
     from hub.workers.delivery import DeliveryRunner
+    from hub.workprocess import WorkProcess
 
 log = logging.getLogger(__name__)
 LOCAL_JOBS = 64  # outbox ids a process's in-process jobs hold at once
@@ -132,6 +133,7 @@ class Hub:
         self._background: list[asyncio.Task[None]] = []
         self._listeners: list[Any] = []
         self._loop_thread: _LoopThread | None = None
+        self.work_process: WorkProcess | None = None  # `hub serve`'s child that works (embedded)
 
     def _make_jobs(self) -> Jobs:
         if self.settings.redis.url:
@@ -186,20 +188,27 @@ class Hub:
         except Exception as exc:  # a record for the tools; routing goes on without it
             log.warning("could not record the live rule set: %s", type(exc).__name__)
 
-    async def prepare(self) -> None:
-        """Migrate (unless told not to), load rules, make sure declared queues exist."""
-        if self.settings.database.migrate_on_start:
+    async def prepare(self, *, leading: bool = True) -> None:
+        """Load rules; the leading process (not a work process beside it) also migrates (unless
+        told not to), records the live rule set and makes sure declared queues exist."""
+        if leading and self.settings.database.migrate_on_start:
             await upgrade(self.settings.database.url)
         self.rules = await load_rules(self.settings.routing)
         if self.rules is not None:
             self.set_router(self.rules)
-            self.rules.on_live = self._rules_went_live
-            if self.rules.current is not None:
-                await self._rules_went_live(self.rules.version)
-        wanted = [self.settings.routing.default_queue, *self.settings.smtp.inboxes.values()]
-        await sync_queues(self.db, declared_queues(self.rules, wanted))
+            if leading:
+                self.rules.on_live = self._rules_went_live
+                if self.rules.current is not None:
+                    await self._rules_went_live(self.rules.version)
+        if leading:
+            wanted = [self.settings.routing.default_queue, *self.settings.smtp.inboxes.values()]
+            await sync_queues(self.db, declared_queues(self.rules, wanted))
 
-    async def start(self, *, listeners: bool = True, prepared: bool = False) -> list[str]:
+    async def start(self, *, listeners: bool = True, prepared: bool = False,
+                    work: bool | None = None) -> list[str]:
+        """`listeners`: the channels' ports and pollers, and events from other processes.
+        `work` (default: with the listeners) starts the spool worker; upkeep (the outbox
+        sweeper, timers, purges) runs unless `work` is False (a work process does it)."""
         if not prepared:
             await self.prepare()
         addresses: list[str] = []
@@ -210,8 +219,10 @@ class Hub:
                 self._listeners.append(adapter)
             if self.event_relay is not None:
                 await self.event_relay.listen()
+        if work if work is not None else listeners:
             await self.spool_worker.start()
-        self._background.append(asyncio.create_task(self._maintenance_loop()))
+        if work is not False:
+            self._background.append(asyncio.create_task(self._maintenance_loop()))
         return addresses
 
     async def _maintenance_loop(self) -> None:
@@ -225,7 +236,10 @@ class Hub:
         for adapter in self._listeners:
             await adapter.stop()
         self._listeners.clear()
+        if self.work_process is not None:
+            await self.work_process.stop()  # its sends under way finish and are recorded
         await self.spool_worker.stop()
+        await self.spool.close()
         await asyncio.to_thread(self.parse_pool.close)
         for task in self._background:
             task.cancel()

@@ -59,7 +59,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 QUIET_LOGGERS = ("twilio", "httpx", "httpcore", "telegram")
 
 
-def _logging(settings: Settings) -> None:
+def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.hub.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in QUIET_LOGGERS:
@@ -72,27 +72,39 @@ async def _serve(settings: Settings, ready: Callable[[list[str]], None] | None =
     from aiohttp import web
 
     from hub.app import Hub
+    from hub.arrivals import Arrivals, arrivals_path
     from hub.web.app import create_app
+    from hub.workprocess import WorkProcess, WorkProcessFailed
 
     for warning in unbuilt_channels(settings):
         print(f"hub: warning: {warning}", file=sys.stderr, flush=True)
-    hub = Hub(settings)
+    work = (WorkProcess(settings) if settings.embedded and settings.hub.work_process
+            else None)
+    hub = Hub(settings, jobs=work.jobs if work is not None else None)
     await hub.prepare()
+    if work is not None and arrivals_path(settings.database.url) is not None:
+        hub.spool.arrivals = Arrivals(settings.database.url)
     runner = web.AppRunner(create_app(hub), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
     try:
         await site.start()
-        addresses = await hub.start(prepared=True)
-    except (OSError, CannotListen) as exc:
+        addresses = await hub.start(prepared=True, work=False if work is not None else None)
+        if work is not None:
+            await work.start(hub)
+    except (OSError, CannotListen, WorkProcessFailed) as exc:
         await runner.cleanup()
         await hub.stop()
         if isinstance(exc, CannotListen):
             raise ListenError(str(exc)) from None
+        if isinstance(exc, WorkProcessFailed):
+            raise CommandError(str(exc)) from None
         raise ListenError(f"cannot listen on {settings.http.host}:{settings.http.port} "
                           f"(http.port): {exc.strerror}") from None
     listening = [f"http://{settings.http.host}:{settings.http.port}", *addresses]
-    mode = "embedded (in-process jobs)" if settings.embedded else "distributed (RQ on Redis)"
+    mode = ("distributed (RQ on Redis)" if not settings.embedded
+            else "embedded (jobs in a work process)" if work is not None
+            else "embedded (in-process jobs)")
     for line in [f"{mode}, database {shown_url(settings.database.url)}", *_folders(settings)]:
         print(f"hub: {line}", flush=True)
     tune_after_start()
@@ -114,7 +126,7 @@ async def _serve(settings: Settings, ready: Callable[[list[str]], None] | None =
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    _logging(settings)
+    configure_logging(settings)
     asyncio.run(_serve(settings))
     return 0
 
@@ -126,7 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not settings.redis.url:
         raise ConfigError(["redis.url: `hub worker` needs a Redis URL (embedded mode runs "
                            "jobs inside `hub serve`)"])
-    _logging(settings)
+    configure_logging(settings)
     from redis import Redis
     from rq import SimpleWorker
 

@@ -46,6 +46,9 @@ class HubSection(Section):
     languages: tuple[str, ...] = ("en", "es")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_reply_attachment_bytes: int = Field(default=5_242_880, ge=1024)  # per file staff send
+    # Embedded mode: the spool worker, delivery and upkeep run in a child of `hub serve`
+    # (hub.workprocess), on the other core, so answering senders never waits for that work.
+    work_process: bool = True
 
 
 class DatabaseSection(Section):

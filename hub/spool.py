@@ -26,17 +26,19 @@ import pickle
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import asyncpg
+from sqlalchemy import Table, bindparam, delete, func, make_url, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import metrics
 from hub.adapters.base import Busy, FetchLater, Unavailable
+from hub.arrivals import Arrivals, ArrivalsMover
 from hub.intake import IntakeUnavailable
 from hub.model import InboundMessage, SpoolItem, SpoolReceipt, utcnow
 from hub.parsepool import ParsePool, ParseTimeout
@@ -60,6 +62,7 @@ MAX_RETRY_SECONDS = 3600
 BATCH_BYTES = 32 * 1024 * 1024  # payloads held in memory at once (one item may exceed it)
 STRIKES = 3
 PARSE_CHUNK = 32  # parsed while the chunk before it is stored
+PG_WRITERS = 4  # spool batches committed at once on PostgreSQL
 POLL_SECONDS = 5.0  # items retried or spooled by another process are seen this soon
 
 
@@ -85,11 +88,18 @@ class Spool:
         self.max_backlog = max_backlog
         self._max_batch = max_batch
         self._waiting: list[tuple[SpoolItem, asyncio.Future[SpoolReceipt]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writing = 0  # writer tasks at work; one leaves as it finds nothing waiting
+        self._tasks: set[asyncio.Task[None]] = set()
         self.backlog = 0  # pending items; SpoolWorker.start() counts what a crash left behind
         self.last_put = 0.0  # time.monotonic() of the latest put
+        self.added = 0  # items this process stored, running count (hub.workprocess)
         self.on_new: Callable[[], object] | None = None
-        self._statement: Any = None
+        self._pg = None if db.is_sqlite else _PgWriters(db.url)
+        # SQLite has one writer; PostgreSQL commits several batches at once (group commit).
+        self._max_writers = 1 if db.is_sqlite else PG_WRITERS
+        # Set by `hub serve` when a work process writes the main SQLite file (hub.arrivals).
+        self.arrivals: Arrivals | None = None
+        self._arrivals_thread: ThreadPoolExecutor | None = None
 
     async def put(self, item: SpoolItem) -> SpoolReceipt:
         if self.backlog >= self.max_backlog:
@@ -98,11 +108,20 @@ class Spool:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[SpoolReceipt] = loop.create_future()
         self._waiting.append((item, future))
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._write_waiting())
+        if self._writing < self._max_writers:
+            self._writing += 1
+            writer = loop.create_task(self._write_waiting())
+            self._tasks.add(writer)
+            writer.add_done_callback(self._tasks.discard)
         return await future
 
     async def _write_waiting(self) -> None:
+        try:
+            await self._write_batches()
+        finally:
+            self._writing -= 1  # no await since the last look at the queue: no put is missed
+
+    async def _write_batches(self) -> None:
         while self._waiting:
             batch = self._waiting[:self._max_batch]
             del self._waiting[:self._max_batch]
@@ -125,49 +144,105 @@ class Spool:
                  "state": "pending",
                  "attempts": 0, "received_at": item.received_at} for item in items]
         try:
-            if self.db.is_sqlite:  # the whole transaction in one trip to a writer thread
+            if self._pg is not None:  # one statement on a connection of its own
+                ids = await self._pg.insert(rows)
+            elif self.arrivals is not None:
+                ids = await self._insert_arrivals(self.arrivals, rows)
+            else:  # the whole transaction in one trip to SQLite's writer thread
                 ids = await self.db.write_in_thread(
                     lambda conn: _insert_rows_sqlite(conn, rows), single_statement=True,
                     urgent=True)
-            else:
-                async with self.db.write_connection() as conn:
-                    ids = await conn.run_sync(_insert_rows, self._insert_statement(), rows)
-        except (DBAPIError, sqlite3.Error, OSError) as exc:
+        except (DBAPIError, sqlite3.Error, OSError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:
             # One exception for "not stored", whichever driver said so: the sender keeps the
             # item and retries (the values were cleaned and fitted, so it is not the item's).
             raise SpoolUnavailable(type(exc).__name__) from exc
         receipts = [SpoolReceipt(spool_id, duplicate=duplicate) for spool_id, duplicate in ids]
         added = sum(not r.duplicate for r in receipts)
         if added:
+            self.added += added
             self.backlog += added
             metrics.SPOOL_PENDING.set(self.backlog)
             if self.on_new is not None:
                 self.on_new()
         return receipts
 
-    def _insert_statement(self) -> Any:
-        if self._statement is None:
-            self._statement = (pg_insert(SPOOL)
-                               .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
-                               .returning(SPOOL.c.id, SPOOL.c.channel, SPOOL.c.dedupe_key))
-        return self._statement
+    async def _insert_arrivals(self, arrivals: Arrivals,
+                               rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+        if self._arrivals_thread is None:
+            self._arrivals_thread = ThreadPoolExecutor(1, thread_name_prefix="spool-arrivals")
+        for row in rows:
+            row["when"] = sqlite_time(row["received_at"])
+        return await asyncio.get_running_loop().run_in_executor(
+            self._arrivals_thread, arrivals.insert, rows)
+
+    async def close(self) -> None:
+        if self._pg is not None:
+            await self._pg.close()
+        if self._arrivals_thread is not None:
+            if self.arrivals is not None:
+                await asyncio.get_running_loop().run_in_executor(self._arrivals_thread,
+                                                                 self.arrivals.close)
+            self._arrivals_thread.shutdown()
+            self._arrivals_thread = None
 
 
-def _insert_rows(conn: Connection, statement: Any,
-                 rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
-    """(spool id, duplicate) per row. One statement, compiled once: executemany with RETURNING
-    becomes a multi-row INSERT (insertmanyvalues); a conflicting row comes back as nothing."""
-    new = {(c, k): i for i, c, k in conn.execute(statement, rows).all()}
-    keys = [(r["channel"], r["dedupe_key"]) for r in rows]
-    known = _existing(conn, [key for key in keys if key not in new]) if len(new) < len(rows) else {}
-    ids: list[tuple[int, bool]] = []
-    for key in keys:
-        if key in new:  # the first of a batch's copies is the stored one
-            known[key] = new.pop(key)
-            ids.append((known[key], False))
-        else:
-            ids.append((known.get(key, 0), True))
-    return ids
+class _PgWriters:
+    """PostgreSQL: the spool's inserts on a few asyncpg connections of their own, a batch in one
+    statement: no pool checkout, pre-ping or SQL compiling on the way to a sender's 250. A
+    connection that failed is dropped and made again for the next batch."""
+
+    SQL = ("INSERT INTO inbound_spool (channel, dedupe_key, envelope, payload, state, attempts,"
+           " received_at) SELECT c, k, e, p, 'pending', 0, r FROM unnest($1::text[],"
+           " $2::text[], $3::json[], $4::bytea[], $5::timestamptz[]) AS t(c, k, e, p, r)"
+           " ON CONFLICT (channel, dedupe_key) DO NOTHING RETURNING id, channel, dedupe_key")
+    KNOWN = ("SELECT id, channel, dedupe_key FROM inbound_spool WHERE (channel, dedupe_key) IN"
+             " (SELECT * FROM unnest($1::text[], $2::text[]))")
+
+    def __init__(self, url: str) -> None:
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        self._idle: list[asyncpg.Connection] = []
+
+    async def insert(self, rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+        conn = self._idle.pop() if self._idle else await asyncpg.connect(self.dsn, timeout=10)
+        keys = [(row["channel"], row["dedupe_key"]) for row in rows]
+        try:
+            # In a transaction of its own, not as a statement that commits itself: a process
+            # killed while its INSERT waits for a lock must leave nothing behind.
+            async with conn.transaction():
+                new = {(c, k): i for i, c, k in await conn.fetch(
+                    self.SQL, [c for c, _ in keys], [k for _, k in keys],
+                    [json.dumps(row["envelope"]) for row in rows],
+                    [row["payload"] for row in rows], [row["received_at"] for row in rows])}
+            known: dict[tuple[str, str], int] = {}
+            if len(new) < len(rows):
+                rest = [key for key in keys if key not in new]
+                known = {(c, k): i for i, c, k in await conn.fetch(
+                    self.KNOWN, [c for c, _ in rest], [k for _, k in rest])}
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        self._idle.append(conn)
+        ids: list[tuple[int, bool]] = []
+        for key in keys:
+            if key in new:  # the first of a batch's copies is the stored one
+                known[key] = new.pop(key)
+                ids.append((known[key], False))
+            else:
+                ids.append((known.get(key, 0), True))
+        return ids
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _close_quietly(conn)
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    if not conn.is_closed():
+        with contextlib.suppress(Exception):
+            await conn.close(timeout=2)
 
 
 _SQLITE_INSERT = ("INSERT INTO inbound_spool (channel, dedupe_key, envelope, payload, state, "
@@ -186,7 +261,7 @@ def _insert_rows_sqlite(conn: sqlite3.Connection,
     """
     first: dict[tuple[str, str], int] = {}
     for index, row in enumerate(rows):
-        row["when"] = row["received_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        row["when"] = sqlite_time(row["received_at"])
         first.setdefault((row["channel"], row["dedupe_key"]), index)
     fresh = [rows[index] for index in first.values()]
     params = [value for row in fresh for value in (
@@ -202,6 +277,11 @@ def _insert_rows_sqlite(conn: sqlite3.Connection,
             for index, key in enumerate((row["channel"], row["dedupe_key"]) for row in rows)]
 
 
+def sqlite_time(when: datetime) -> str:
+    """A time as SQLAlchemy stores it in SQLite: naive UTC with microseconds."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _stored_sqlite(conn: sqlite3.Connection,
                    fresh: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, bool]]:
     """(id, inserted just now) per key: ours if the stored row has our arrival time."""
@@ -211,15 +291,6 @@ def _stored_sqlite(conn: sqlite3.Connection,
             "SELECT id, received_at FROM inbound_spool WHERE channel = ? AND dedupe_key = ?",
             (row["channel"], row["dedupe_key"])).fetchone()
         found[(row["channel"], row["dedupe_key"])] = (int(spool_id), when == row["when"])
-    return found
-
-
-def _existing(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    found: dict[tuple[str, str], int] = {}
-    for channel in {c for c, _ in keys}:
-        rows = conn.execute(select(SPOOL.c.id, SPOOL.c.dedupe_key).where(
-            SPOOL.c.channel == channel, SPOOL.c.dedupe_key.in_([k for c, k in keys if c == channel])))
-        found.update({(channel, key): spool_id for spool_id, key in rows.all()})
     return found
 
 
@@ -295,6 +366,7 @@ class SpoolWorker:
         self._working = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._retry_delay = 0.0
+        self._mover = ArrivalsMover(spool.db.url) if spool.db.is_sqlite else None
         spool.on_new = self._wake.set
 
     async def start(self) -> None:
@@ -319,6 +391,8 @@ class SpoolWorker:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._mover is not None:
+            self._mover.close()
 
     async def drain(self) -> int:
         """Work every item that is due now, without giving way; return how many were worked."""
@@ -387,12 +461,21 @@ class SpoolWorker:
         """Work up to one batch of due items: how many were settled, -1 if the database failed."""
         async with self._working:
             try:
+                await self._move_arrivals()
                 async with self._claiming() as claim:
                     return await self._work(claim)
             except Exception as exc:
                 # Not recorded, so worked again later: the intake's dedupe makes that harmless.
                 log.warning("spool: could not record worked items: %s", type(exc).__name__)
                 return -1
+
+    async def _move_arrivals(self) -> None:
+        """What `hub serve` committed to SQLite's arrivals file goes into the spool first."""
+        mover = self._mover
+        if mover is None or not mover.waiting():
+            return
+        while up_to := await self.spool.db.write_in_thread(mover.move):
+            await asyncio.to_thread(mover.forget, up_to)
 
     @contextlib.asynccontextmanager
     async def _claiming(self) -> AsyncIterator[AsyncConnection | None]:

@@ -60,6 +60,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics_view(request: web.Request) -> web.Response:
     from hub.workers.maintenance import refresh_outbox_gauge
+    from hub.workprocess import merged_metrics
 
     refusal = _metrics_refusal(request)
     if refusal is not None:
@@ -67,6 +68,8 @@ async def metrics_view(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     await refresh_outbox_gauge(hub)
     body = generate_latest(metrics.REGISTRY)
+    if hub.work_process is not None:
+        body = merged_metrics(body, await hub.work_process.child_metrics())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

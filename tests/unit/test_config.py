@@ -86,9 +86,9 @@ def test_provider_libraries_do_not_log_requests_at_info() -> None:
     bot's token: at the hub's INFO level neither reaches the log; their warnings do."""
     import logging
 
-    from hub.cli import _logging
+    from hub.cli import configure_logging
 
-    _logging(Settings())
+    configure_logging(Settings())
     for name in ("twilio.http_client", "httpx", "telegram.ext"):
         logger = logging.getLogger(name)
         assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)

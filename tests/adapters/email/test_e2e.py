@@ -19,6 +19,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -436,13 +437,24 @@ def database_fails_on_insert(table: str, times: int = 1) -> Iterator[list[str]]:
             conn.execute("INSERT INTO inbound_spool (id) VALUES (NULL)")  # a real error, inside
         return insert_rows_sqlite(conn, rows)
 
+    # On PostgreSQL it writes through its own asyncpg connection, past them too.
+    insert_pg = spool_module._PgWriters.insert
+
+    async def refuse_pg(writer: Any, rows: list[dict[str, Any]]) -> Any:
+        if len(failed) < times and table == "inbound_spool":
+            failed.append("INSERT INTO inbound_spool")
+            raise ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        return await insert_pg(writer, rows)
+
     event.listen(Engine, "before_cursor_execute", refuse)
     spool_module._insert_rows_sqlite = refuse_sqlite
+    spool_module._PgWriters.insert = refuse_pg  # type: ignore[method-assign]
     try:
         yield failed
     finally:
         event.remove(Engine, "before_cursor_execute", refuse)
         spool_module._insert_rows_sqlite = insert_rows_sqlite
+        spool_module._PgWriters.insert = insert_pg  # type: ignore[method-assign]
 
 
 async def test_database_failure_during_data_451_then_the_resend_is_stored_once(

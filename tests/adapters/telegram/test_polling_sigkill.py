@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from hub.arrivals import arrivals_path
 from hub.storage.db import Database
 from hub.storage.tables import Message, SpoolEntry
 from tests.support.services import free_port
@@ -97,13 +98,18 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
 async def spool_locked(url: str) -> AsyncIterator[None]:
     """No one can write to the spool meanwhile (readers still can)."""
     if url.startswith("sqlite"):
-        conn = sqlite3.connect(url.split("///", 1)[1], isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")  # the database's one write lock
+        # The database's one write lock, and that of the file `hub serve` commits arrivals to
+        # while its work process writes the database (hub.arrivals).
+        files = [url.split("///", 1)[1], str(arrivals_path(url))]
+        conns = [sqlite3.connect(path, isolation_level=None) for path in files]
+        for conn in conns:
+            conn.execute("BEGIN IMMEDIATE")
         try:
             yield
         finally:
-            conn.execute("ROLLBACK")
-            conn.close()
+            for conn in conns:
+                conn.execute("ROLLBACK")
+                conn.close()
         return
     engine = create_async_engine(url)
     try:
