@@ -1,7 +1,8 @@
 """How long a sender waits for its 250 while the hub is busy working earlier mail, beside a bare
 aiosmtpd sink measured by the same clients in the same run.
 
-Two measurements, each on the hub (shipped configuration, SQLite or PostgreSQL) and on the sink:
+Two measurements, each on the hub (`hub serve` as shipped, in a child process with its work
+process; SQLite or PostgreSQL) and on the sink:
   * latency: one sequential sender (a new connection per mail) while a burst of mail sent just
     before keeps the spool worker busy; p50/p99/max of the time from DATA's end to the 250;
   * sustained rate: 20 concurrent senders for `--seconds`, in both connection modes (a new
@@ -28,8 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import PG_URL, shipped_hub, start_relay
+from bench.ingest import PG_URL, fresh_database, shipped_settings, start_relay
 from bench.mails import make_mails
+from bench.served import child_server, hub_main, on_free_port, rss_bytes
 from bench.smtp_intake import sink_server
 
 DOMAIN = "city.example"
@@ -132,11 +134,12 @@ async def main() -> None:
     try:
         async with sink_server() as port:
             sink = await measure(port, pools, mails, args)
-        async with shipped_hub(args.backend, args.pg_url, relay_port) as hub:
-            hub_port = hub.adapters.get("email").bound_port
-            rss_start = _rss()
-            figures = await measure(hub_port, pools, mails, args)
-            rss_end = _rss()
+        async with fresh_database(args.backend, args.pg_url) as (workdir, url), \
+                child_server("hub", hub_main, (on_free_port(shipped_settings(
+                    workdir, url, relay_port)),), workdir / "hub.log") as hub:
+            rss_start = rss_bytes(hub.pid)
+            figures = await measure(hub.port("smtp"), pools, mails, args)
+            rss_end = rss_bytes(hub.pid)
     finally:
         for pool in pools:
             pool.terminate()
@@ -149,13 +152,9 @@ async def main() -> None:
         ratio = figures["rates"][mode] / sink["rates"][mode]
         print(f"  {mode:<6} connections: sink {sink['rates'][mode]:7.0f}/s   "
               f"hub {figures['rates'][mode]:7.0f}/s   hub/sink {ratio:.2f}")
-    print(f"hub RSS {rss_start / 1e6:.0f} MB at start, {rss_end / 1e6:.0f} MB at end; "
+    print(f"hub RSS (its processes) {rss_start / 1e6:.0f} MB at start, {rss_end / 1e6:.0f} MB "
+          "at end; "
           f"load average {os.getloadavg()[0]:.2f}")
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 if __name__ == "__main__":

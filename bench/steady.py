@@ -1,8 +1,9 @@
 """Steady state: mail arriving at a steady rate (50/s) for a minute, each a new conversation; how
 long from its 250 until staff see it in the API, whether the hub keeps up, and its memory.
 
-The hub runs as `hub serve` does (shipped configuration: acknowledgments on, the repository's
-`routing_rules/`, embedded jobs delivering to a local sink relay), its HTTP API included. A
+The hub is `hub serve` in a child process (shipped configuration: acknowledgments on, the
+repository's `routing_rules/`, embedded jobs in its work process delivering to a local sink
+relay), its HTTP API included. A
 child process sends at the set pace and records each mail's 250; the bench polls
 `GET /api/v1/conversations` as a staff member's screen would (every 50 ms) and notes when each
 subject first shows. At the end: p50/p99/max from 250 to visible, the spool backlog, the RSS
@@ -27,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import PG_URL, shipped_hub, start_relay
-from hub.web.app import create_app
+from bench.ingest import PG_URL, fresh_database, shipped_settings, start_relay
+from bench.served import child_server, hub_main, on_free_port, rss_bytes
 
 POLL_SECONDS = 0.05
 
@@ -56,14 +56,36 @@ def paced_sender(port: int, rate: float, seconds: float) -> dict[int, float]:
     return acked
 
 
-async def staff_token(hub: Any) -> str:
+async def staff_token(settings: Any) -> str:
+    """A supervisor's API token, made in the database before the hub starts."""
     from hub.auth import create_token
     from hub.staff import add_staff
+    from hub.storage.db import Database
 
-    async with hub.db.transaction() as session:
-        staff = await add_staff(session, "supervisor@city.example", name="Sam",
-                                role="supervisor")
-        return await create_token(session, staff)
+    db = Database(settings.database.url)
+    try:
+        async with db.transaction() as session:
+            staff = await add_staff(session, "supervisor@city.example", name="Sam",
+                                    role="supervisor")
+            return await create_token(session, staff)
+    finally:
+        await db.dispose()
+
+
+async def pending(url: str) -> int:
+    """Spool items not yet worked."""
+    from sqlalchemy import func, select
+
+    from hub.storage.db import Database
+    from hub.storage.tables import SpoolEntry
+
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            return int(await session.scalar(select(func.count()).select_from(SpoolEntry)
+                                            .where(SpoolEntry.state == "pending")) or 0)
+    finally:
+        await db.dispose()
 
 
 async def watch(base: str, token: str, seen: dict[int, float], stop: asyncio.Event) -> None:
@@ -80,11 +102,6 @@ async def watch(base: str, token: str, seen: dict[int, float], stop: asyncio.Eve
             await asyncio.sleep(POLL_SECONDS)
 
 
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50.0)
@@ -98,29 +115,25 @@ async def main() -> None:
           f"{os.getloadavg()[0]:.2f}", flush=True)
     try:
         with ctx.Pool(1) as pool:
-            async with shipped_hub(args.backend, args.pg_url, relay_port) as hub:
-                runner = web.AppRunner(create_app(hub), access_log=None)
-                await runner.setup()
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                token = await staff_token(hub)
-                seen: dict[int, float] = {}
-                stop = asyncio.Event()
-                watcher = asyncio.create_task(
-                    watch(f"http://127.0.0.1:{http_port}", token, seen, stop))
-                rss_start = rss(os.getpid())
-                port = hub.adapters.get("email").bound_port
-                acked = await asyncio.get_running_loop().run_in_executor(
-                    None, pool.apply, paced_sender, (port, args.rate, args.seconds))
-                deadline = time.time() + 30
-                while len(seen) < len(acked) and time.time() < deadline:  # noqa: ASYNC110
-                    await asyncio.sleep(0.1)  # the watcher fills `seen`; we only wait
-                stop.set()
-                await watcher
-                backlog = hub.spool.backlog
-                rss_end = rss(os.getpid())
-                await runner.cleanup()
+            async with fresh_database(args.backend, args.pg_url) as (workdir, url):
+                settings = on_free_port(shipped_settings(workdir, url, relay_port))
+                token = await staff_token(settings)
+                async with child_server("hub", hub_main, (settings,),
+                                        workdir / "hub.log") as hub:
+                    seen: dict[int, float] = {}
+                    stop = asyncio.Event()
+                    watcher = asyncio.create_task(watch(hub.url, token, seen, stop))
+                    rss_start = rss_bytes(hub.pid)
+                    acked = await asyncio.get_running_loop().run_in_executor(
+                        None, pool.apply, paced_sender, (hub.port("smtp"), args.rate,
+                                                         args.seconds))
+                    deadline = time.time() + 30
+                    while len(seen) < len(acked) and time.time() < deadline:  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)  # the watcher fills `seen`; we only wait
+                    stop.set()
+                    await watcher
+                    rss_end = rss_bytes(hub.pid)
+                    backlog = await pending(url)
     finally:
         relay.terminate()
     delays = sorted(seen[i] - acked[i] for i in acked if i in seen)
@@ -132,7 +145,8 @@ async def main() -> None:
           f"p99 {p99 * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms "
           f"(the API is polled every {POLL_SECONDS * 1000:.0f} ms)")
     print(f"  spool backlog at the end: {backlog}")
-    print(f"  hub RSS: {rss_start / 1e6:.0f} MB at start, {rss_end / 1e6:.0f} MB at end; "
+    print(f"  hub RSS (its processes): {rss_start / 1e6:.0f} MB at start, {rss_end / 1e6:.0f} MB "
+          "at end; "
           f"load average {os.getloadavg()[0]:.2f}")
 
 

@@ -36,19 +36,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
-import multiprocessing
 import os
 import secrets
-import signal
 import statistics
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -63,6 +57,7 @@ from pydantic import AnyHttpUrl, SecretStr
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, insert, select
 
 from bench.ingest import PG_URL, fresh_database, shipped_settings, worked
+from bench.served import Server, _child_setup, child_server, cpu_seconds, free_port, hub_main
 from hub.adapters.sms.inbound import INBOUND_PATH, TWIML_EMPTY
 from hub.config import Settings, TwilioSection
 from hub.model import OutboxState
@@ -78,7 +73,6 @@ TEXTS = ("The streetlight on Elm St is out", "Pothole on 3rd Ave near the school
          "Bins on Oak Road were not collected this week", "Water leaking from a hydrant at the "
          "corner of Main and 5th, it has been running since this morning")
 SERVERS = ("hub", "bare")
-PR_SET_PDEATHSIG = 1
 
 BARE = Table("bench_bare_webhook", MetaData(),
              Column("id", Integer, primary_key=True),
@@ -101,25 +95,6 @@ def webhook_settings(workdir: Path, url: str, http_port: int, twilio_url: str) -
         "twilio": TwilioSection(account_sid=ACCOUNT_SID, auth_token=SecretStr(AUTH_TOKEN),
                                 from_number=CITY_NUMBER, api_base_url=twilio_url),
     })
-
-
-def _child_setup(log_path: str) -> None:
-    """Output to `log_path`, and SIGTERM when the bench dies, however it dies (Linux)."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _hub_main(settings: Settings, conn: Connection, log_path: str) -> None:
-    """Child process: what `hub serve` runs (logging set up as `hub serve` sets it up); sends
-    the addresses it listens on, stops on SIGTERM as `hub serve` does."""
-    _child_setup(log_path)
-    from hub.cli import _serve, configure_logging
-
-    configure_logging(settings)
-    asyncio.run(_serve(settings, ready=conn.send))
 
 
 def _bare_main(url: str, conn: Connection, log_path: str) -> None:
@@ -159,78 +134,6 @@ async def _bare_serve(url: str, conn: Connection) -> None:
     await web.SockSite(runner, sock).start()
     conn.send([f"http://127.0.0.1:{sock.getsockname()[1]}"])
     await asyncio.Event().wait()
-
-
-@dataclass
-class Server:
-    name: str
-    pid: int
-    url: str  # where the client posts webhooks
-    log: Path
-    answered: int = 0  # 200s, warm-up included
-
-
-@asynccontextmanager
-async def child_server(name: str, target: Any, args: tuple[Any, ...],
-                       log: Path) -> AsyncIterator[Server]:
-    """`target(*args, conn, log)` in a spawned child (not daemonic: the hub has children of
-    its own); waits for the base URL it sends, stops it with SIGTERM."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=target, args=(*args, child, str(log)), name=f"bench-{name}")
-    process.start()
-    try:
-        deadline = time.monotonic() + 180
-        while not await asyncio.to_thread(parent.poll, 0.2):
-            if not process.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the {name} server did not start; its log ends:\n"
-                                   f"{log_tail(log)}")
-        base = str(parent.recv()[0]).rstrip("/")
-        yield Server(name, int(process.pid or 0), base + INBOUND_PATH, log)
-    finally:
-        process.terminate()
-        await asyncio.to_thread(process.join, 60)
-        if process.is_alive():
-            process.kill()
-            await asyncio.to_thread(process.join, 10)
-
-
-def log_tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
-
-
-def free_port() -> int:
-    sock = free_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()  # `hub serve` binds its configured port itself
-    return port
-
-
-# -- CPU of a process tree -----------------------------------------------------------------------
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of `root` and its live descendants (the hub's parse process)."""
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += cpu.get(pid, 0.0)
-        todo.extend(children.get(pid, ()))
-    return total
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -368,8 +271,10 @@ async def bench_backend(backend: str, api: TwilioApi, args: argparse.Namespace
     levels = {c: Level() for c in args.concurrency}
     async with fresh_database(backend, args.pg_url, "bench_webhook") as (workdir, url):
         settings = webhook_settings(workdir, url, free_port(), api.url)
-        async with child_server("hub", _hub_main, (settings,), workdir / "hub.log") as hub, \
-                child_server("bare", _bare_main, (url,), workdir / "bare.log") as bare:
+        async with child_server("hub", hub_main, (settings,), workdir / "hub.log",
+                                INBOUND_PATH) as hub, \
+                child_server("bare", _bare_main, (url,), workdir / "bare.log",
+                             INBOUND_PATH) as bare:
             servers = {"hub": hub, "bare": bare}
             print(f"{backend}: hub pid {hub.pid}, bare pid {bare.pid}", flush=True)
             db = Database(url)

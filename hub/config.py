@@ -197,7 +197,8 @@ class OutboxSection(Section):
 class SpoolSection(Section):
     quiet_ms: int = Field(default=50, ge=0)
     max_delay_seconds: float = Field(default=0.25, ge=0)
-    max_backlog: int = Field(default=10_000, ge=1)
+    # An MTA queues what its disk holds; this bounds how far work may fall behind (minutes).
+    max_backlog: int = Field(default=100_000, ge=1)
     keep_days: int = Field(default=7, ge=1)
     # Parsing runs in child processes (0: on a thread, without an enforced time budget).
     parse_processes: int = Field(default=1, ge=0, le=64)
