@@ -74,7 +74,7 @@ async def _serve(settings: Settings, ready: Callable[[list[str]], None] | None =
     from hub.app import Hub
     from hub.arrivals import Arrivals, arrivals_path
     from hub.web.app import create_app
-    from hub.workprocess import WorkProcess, WorkProcessFailed
+    from hub.workprocess import WorkProcess
 
     for warning in unbuilt_channels(settings):
         print(f"hub: warning: {warning}", file=sys.stderr, flush=True)
@@ -92,13 +92,11 @@ async def _serve(settings: Settings, ready: Callable[[list[str]], None] | None =
         addresses = await hub.start(prepared=True, work=False if work is not None else None)
         if work is not None:
             await work.start(hub)
-    except (OSError, CannotListen, WorkProcessFailed) as exc:
+    except (OSError, CannotListen) as exc:
         await runner.cleanup()
         await hub.stop()
         if isinstance(exc, CannotListen):
             raise ListenError(str(exc)) from None
-        if isinstance(exc, WorkProcessFailed):
-            raise CommandError(str(exc)) from None
         raise ListenError(f"cannot listen on {settings.http.host}:{settings.http.port} "
                           f"(http.port): {exc.strerror}") from None
     listening = [f"http://{settings.http.host}:{settings.http.port}", *addresses]

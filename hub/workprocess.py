@@ -18,8 +18,9 @@ The two talk over one Unix socket pair, in length-prefixed JSON frames ("t" says
                  items, and the running count it has seen), `metrics`
 
 The child dies with its parent (PR_SET_PDEATHSIG on Linux, and the socket's end elsewhere), so
-a killed `hub serve` never leaves a second worker behind; `hub serve` starts the child again if
-it ends by itself. Ids handed over while no child runs are kept and sent to the next one (and
+a killed `hub serve` never leaves a second worker behind; `hub serve` starts the child without
+waiting for it (what arrives meanwhile is spooled and worked once it is up) and again whenever it
+ends by itself. Ids handed over while no child runs are kept and sent to the next one (and
 the outbox sweeper finds them anyway).
 """
 
@@ -65,7 +66,7 @@ NICENESS = 10
 
 
 class WorkProcessFailed(Exception):
-    """The work process could not be started: `hub serve` does not start without it."""
+    """The work process did not come up (it is started again a second later)."""
 
 
 class Link:
@@ -145,8 +146,21 @@ class WorkProcess:
         self._hub = hub
         hub.spool.on_new = self._spool_grew
         hub.work_process = self
-        await self._spawn()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._forward_presence()))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._forward_presence()))
+        # Not waited for: `hub serve` answers (and spools) while the child comes up.
+        self._tasks.append(loop.create_task(self._keep_up()))
+
+    async def _keep_up(self) -> None:
+        """Start the child, again and again until it comes up (each failure logged)."""
+        while not self._stopping:
+            try:
+                await self._spawn()
+                return
+            except (WorkProcessFailed, OSError) as exc:
+                log.error("the work process did not start (%s); again in %.0f s", exc,
+                          RESTART_SECONDS)
+            await asyncio.sleep(RESTART_SECONDS)
 
     async def _spawn(self) -> None:
         serving, working = socket.socketpair()
@@ -167,7 +181,7 @@ class WorkProcess:
         if ready is None or ready.get("t") != "ready":
             await link.close()
             await self._end_process()
-            raise WorkProcessFailed("the work process did not start (see the lines above)")
+            raise WorkProcessFailed("it ended or did not answer; see the lines above")
         self._link = link
         self._tasks.append(asyncio.get_running_loop().create_task(self._hear(link)))
         self._send_presence()
@@ -186,13 +200,8 @@ class WorkProcess:
             return
         code = await self._end_process()
         log.error("the work process ended (exit code %s); starting it again", code)
-        while not self._stopping:
-            await asyncio.sleep(RESTART_SECONDS)
-            try:
-                await self._spawn()
-                return
-            except (WorkProcessFailed, OSError) as exc:
-                log.error("the work process did not start again: %s", exc)
+        await asyncio.sleep(RESTART_SECONDS)
+        await self._keep_up()
 
     def _take(self, message: dict[str, Any]) -> None:
         kind = message.get("t")
@@ -255,6 +264,8 @@ class WorkProcess:
         self._stopping = True
         if self._link is not None:
             self._link.send("stop")
+        elif self._process is not None and self._process.returncode is None:
+            self._process.terminate()  # still coming up: it has nothing to finish
         await self._end_process(STOP_SECONDS)
         for task in self._tasks:
             task.cancel()

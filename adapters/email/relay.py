@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+QUIT_SECONDS = 2.0  # how long a closing session waits for the relay to answer QUIT
 
 
 @dataclass(eq=False)
@@ -117,6 +118,10 @@ class RelayConnections:
 
     def _retire(self, session: Session) -> None:
         try:
+            # A courtesy to the relay: a stopping hub or worker waits for its answer this long,
+            # not the whole session's time-out.
+            if session.client.sock is not None:
+                session.client.sock.settimeout(QUIT_SECONDS)
             session.client.quit()
         except (smtplib.SMTPException, OSError):
             session.client.close()

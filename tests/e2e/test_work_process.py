@@ -1,4 +1,5 @@
-"""Embedded mode's work process (hub.workprocess), with real processes on both databases:
+"""Embedded mode's work process (hub.workprocess), with real processes (on both databases with
+`--full`):
 `hub serve` starts one child that works the spool and delivers, at a lower priority; mail that
 `hub serve` acknowledged is worked there; `/metrics` shows both processes' counts; a child that
 dies is started again and the mail goes on; a `hub serve` killed with SIGKILL leaves no child
@@ -13,7 +14,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_sigkill import city, serve, settled  # noqa: F401  (city: a fixture)
+
+pytestmark = pytest.mark.slow_e2e  # on one backend unless --full
 
 MAIL = ("From: Citizen <c1@example.org>\r\nTo: help@city.example\r\nSubject: Streetlight {n}\r\n"
         "Message-ID: <work-{n}@example.org>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\r\n"
@@ -63,11 +68,11 @@ def test_the_work_process_works_what_serve_acknowledged_and_comes_back_if_it_die
     smtp_port, http_port = int(env["HUB_SMTP_PORT"]), int(env["HUB_HTTP_PORT"])
     process = serve(cwd, env)
     try:
+        send(smtp_port, 1)  # answered while the child may still be coming up
+        assert len(settled(url, 1)) == 1
         child = one_child(process.pid)
         assert os.getpriority(os.PRIO_PROCESS, child) > os.getpriority(os.PRIO_PROCESS,
                                                                        process.pid)
-        send(smtp_port, 1)
-        assert len(settled(url, 1)) == 1
         # Stored by the child, counted there, and shown by the serving process's /metrics.
         assert 'hub_inbound_messages_total{channel="email"} 1.0' in metrics(http_port)
 
