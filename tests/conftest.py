@@ -143,6 +143,28 @@ def _truncate_sql() -> str:
     return f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
 
 
+def _emptying_script() -> str:
+    """Every table emptied, children first, and every sequence back at 1, in one round trip:
+    a test's few rows go faster with DELETE than with TRUNCATE, which remakes each table's
+    files (80 ms for all of them, before each of the ~900 tests on PostgreSQL)."""
+    deletes = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+    return (f"{deletes}; SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname = 'public'")
+
+
+async def _empty_pg(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        async with conn.transaction():
+            await conn.execute(_emptying_script())
+    except asyncpg.PostgresError:  # rows that refer to each other: TRUNCATE untangles them
+        await conn.execute(_truncate_sql())
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(params=BACKENDS or ["sqlite"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of each chosen kind: every storage test runs on each."""
@@ -152,13 +174,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{target}"
     url: str = request.getfixturevalue("pg_database")
 
-    async def clean() -> None:
-        engine = create_async_engine(url)
-        async with engine.begin() as conn:
-            await conn.execute(text(_truncate_sql()))
-        await engine.dispose()
-
-    asyncio.run(clean())
+    asyncio.run(_empty_pg(url))
     return url
 
 
