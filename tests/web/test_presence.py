@@ -170,7 +170,7 @@ async def test_a_workspace_open_on_one_hub_process_is_online_for_another(
         world = await build_world(first)
         async with TestClient(TestServer(create_app(first))) as client:
             socket = await events_of(client, world, "agent")
-            assert await presence.staff_online(second, "roads")
+            await eventually(lambda: presence.staff_online(second, "roads"), True)
             assert not await presence.staff_online(second, "taxes")
             await socket.close()
             await eventually(lambda: presence.staff_online(second, "roads"), False)
