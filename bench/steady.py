@@ -25,7 +25,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import PG_URL, fresh_database, shipped_settings, start_relay
 from bench.served import child_server, hub_main, on_free_port, rss_bytes
+from bench.staff_api import make_supervisor
 
 POLL_SECONDS = 0.05
 
@@ -54,22 +54,6 @@ def paced_sender(port: int, rate: float, seconds: float) -> dict[int, float]:
         acked[index] = time.time()
     client.quit()
     return acked
-
-
-async def staff_token(settings: Any) -> str:
-    """A supervisor's API token, made in the database before the hub starts."""
-    from hub.auth import create_token
-    from hub.staff import add_staff
-    from hub.storage.db import Database
-
-    db = Database(settings.database.url)
-    try:
-        async with db.transaction() as session:
-            staff = await add_staff(session, "supervisor@city.example", name="Sam",
-                                    role="supervisor")
-            return await create_token(session, staff)
-    finally:
-        await db.dispose()
 
 
 async def pending(url: str) -> int:
@@ -117,7 +101,7 @@ async def main() -> None:
         with ctx.Pool(1) as pool:
             async with fresh_database(args.backend, args.pg_url) as (workdir, url):
                 settings = on_free_port(shipped_settings(workdir, url, relay_port))
-                token = await staff_token(settings)
+                token = await make_supervisor(settings.database.url)
                 async with child_server("hub", hub_main, (settings,),
                                         workdir / "hub.log") as hub:
                     seen: dict[int, float] = {}

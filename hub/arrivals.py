@@ -16,7 +16,6 @@ A resend is known here as long as the first copy waits here, and by a look-up in
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,13 @@ from typing import Any
 from sqlalchemy import make_url
 
 from hub.storage.db import SQLITE_PRAGMAS
+from hub.storage.spoolrows import insert_rows
 
 MOVE_BATCH = 500
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS arrivals (id INTEGER PRIMARY KEY, channel TEXT NOT NULL,"
-           " dedupe_key TEXT NOT NULL, envelope TEXT NOT NULL, payload BLOB, received_at TEXT"
-           " NOT NULL, UNIQUE (channel, dedupe_key))")
+           " dedupe_key TEXT NOT NULL, envelope TEXT NOT NULL, payload BLOB, state TEXT NOT NULL,"
+           " attempts INTEGER NOT NULL, received_at TEXT NOT NULL, UNIQUE (channel, dedupe_key))")
 
-_ARRIVE = ("INSERT INTO arrivals (channel, dedupe_key, envelope, payload, received_at) VALUES {}"
-           " ON CONFLICT (channel, dedupe_key) DO NOTHING")
 _MOVE = ("INSERT INTO inbound_spool (channel, dedupe_key, envelope, payload, state, attempts,"
          " received_at) VALUES {} ON CONFLICT (channel, dedupe_key) DO NOTHING")
 
@@ -71,40 +69,16 @@ class Arrivals:
             self._main = sqlite3.connect(f"file:{self.main}?mode=ro", uri=True,
                                          check_same_thread=False, timeout=10.0)
         assert self._main is not None
-        ids: list[tuple[int, bool]] = []
-        fresh: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:
-            key = (row["channel"], row["dedupe_key"])
-            if key in fresh:
-                continue
-            moved = self._main.execute(
+        moved: dict[tuple[str, str], int] = {}
+        for key in {(row["channel"], row["dedupe_key"]) for row in rows}:
+            found = self._main.execute(
                 "SELECT id FROM inbound_spool WHERE channel = ? AND dedupe_key = ?", key).fetchone()
-            if moved is None:
-                fresh[key] = row
-        new = self._insert_fresh(list(fresh.values())) if fresh else {}
-        for row in rows:
-            key = (row["channel"], row["dedupe_key"])
-            if key in new:
-                ids.append((new.pop(key), False))  # the first of a batch's copies is the stored one
-            else:
-                ids.append((0, True))
-        return ids
-
-    def _insert_fresh(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-        assert self._conn is not None
-        params = [value for row in rows for value in (
-            row["channel"], row["dedupe_key"], json.dumps(row["envelope"]), row["payload"],
-            row["when"])]
-        self._conn.execute(_ARRIVE.format(", ".join(["(?, ?, ?, ?, ?)"] * len(rows))), params)
-        found = {}
-        for row in rows:
-            key = (row["channel"], row["dedupe_key"])
-            stored = self._conn.execute(
-                "SELECT id, received_at FROM arrivals WHERE channel = ? AND dedupe_key = ?",
-                key).fetchone()
-            if stored is not None and stored[1] == row["when"]:
-                found[key] = int(stored[0])
-        return found
+            if found is not None:
+                moved[key] = int(found[0])
+        fresh = [row for row in rows if (row["channel"], row["dedupe_key"]) not in moved]
+        stored = iter(insert_rows(self._conn, fresh, "arrivals") if fresh else [])
+        return [(moved[key], True) if key in moved else next(stored)
+                for key in ((row["channel"], row["dedupe_key"]) for row in rows)]
 
     def close(self) -> None:
         for conn in (self._conn, self._main):

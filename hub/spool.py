@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import asyncpg
@@ -45,6 +45,7 @@ from hub.parsepool import ParsePool, ParseTimeout
 from hub.storage.bounded import clean_json, column_limit, fit_key
 from hub.storage.db import Database, DatabaseUnavailable
 from hub.storage.errors import is_transient
+from hub.storage.spoolrows import insert_rows as _insert_rows_sqlite
 from hub.storage.tables import SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class Spool:
                  "state": "pending",
                  "attempts": 0, "received_at": item.received_at} for item in items]
         try:
-            if self._pg is not None:  # one statement on a connection of its own
+            if self._pg is not None:  # one statement, on connections of its own
                 ids = await self._pg.insert(rows)
             elif self.arrivals is not None:
                 ids = await self._insert_arrivals(self.arrivals, rows)
@@ -171,8 +172,6 @@ class Spool:
                                rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
         if self._arrivals_thread is None:
             self._arrivals_thread = ThreadPoolExecutor(1, thread_name_prefix="spool-arrivals")
-        for row in rows:
-            row["when"] = sqlite_time(row["received_at"])
         return await asyncio.get_running_loop().run_in_executor(
             self._arrivals_thread, arrivals.insert, rows)
 
@@ -243,55 +242,6 @@ async def _close_quietly(conn: asyncpg.Connection) -> None:
     if not conn.is_closed():
         with contextlib.suppress(Exception):
             await conn.close(timeout=2)
-
-
-_SQLITE_INSERT = ("INSERT INTO inbound_spool (channel, dedupe_key, envelope, payload, state, "
-                  "attempts, received_at) VALUES {} ON CONFLICT (channel, dedupe_key) DO NOTHING")
-_SQLITE_ROW = "(?, ?, ?, ?, 'pending', 0, ?)"
-
-
-def _insert_rows_sqlite(conn: sqlite3.Connection,
-                        rows: list[dict[str, Any]]) -> list[tuple[int, bool]]:
-    """The same on a plain sqlite3 connection, as one multi-row INSERT without RETURNING.
-
-    Every sqlite3 call gives up the GIL and must win it back from the busy event loop, so the
-    fewer the better: one statement (atomic on its own), ids from `lastrowid` (a statement's
-    new rowids are consecutive), and a look-up only when a resend made the count fall short.
-    Types are stored as SQLAlchemy stores them (JSON text; naive UTC with microseconds).
-    """
-    first: dict[tuple[str, str], int] = {}
-    for index, row in enumerate(rows):
-        row["when"] = sqlite_time(row["received_at"])
-        first.setdefault((row["channel"], row["dedupe_key"]), index)
-    fresh = [rows[index] for index in first.values()]
-    params = [value for row in fresh for value in (
-        row["channel"], row["dedupe_key"], json.dumps(row["envelope"]), row["payload"],
-        row["when"])]
-    cursor = conn.execute(_SQLITE_INSERT.format(", ".join([_SQLITE_ROW] * len(fresh))), params)
-    if cursor.rowcount == len(fresh):
-        start = int(cursor.lastrowid or 0) - len(fresh) + 1
-        ids = {key: (start + n, True) for n, key in enumerate(first)}
-    else:
-        ids = _stored_sqlite(conn, fresh)
-    return [(ids[key][0], not (ids[key][1] and first[key] == index))
-            for index, key in enumerate((row["channel"], row["dedupe_key"]) for row in rows)]
-
-
-def sqlite_time(when: datetime) -> str:
-    """A time as SQLAlchemy stores it in SQLite: naive UTC with microseconds."""
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _stored_sqlite(conn: sqlite3.Connection,
-                   fresh: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[int, bool]]:
-    """(id, inserted just now) per key: ours if the stored row has our arrival time."""
-    found: dict[tuple[str, str], tuple[int, bool]] = {}
-    for row in fresh:
-        spool_id, when = conn.execute(
-            "SELECT id, received_at FROM inbound_spool WHERE channel = ? AND dedupe_key = ?",
-            (row["channel"], row["dedupe_key"])).fetchone()
-        found[(row["channel"], row["dedupe_key"])] = (int(spool_id), when == row["when"])
-    return found
 
 
 def _settle(batch: Sequence[tuple[SpoolItem, asyncio.Future[SpoolReceipt]]],

@@ -137,7 +137,6 @@ class WorkProcess:
         self._waiting_ids: set[int] = set()  # handed over while no child was there
         self._spooled = 0  # items this process spooled, running count
         self._seen = 0  # of those, how many the child has counted
-        self._reported_backlog = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics: asyncio.Future[str] | None = None
@@ -209,9 +208,9 @@ class WorkProcess:
             if kind == "event" and self._hub is not None:
                 self._hub.events.deliver(_event(message))
             elif kind == "backlog" and self._hub is not None:
-                self._reported_backlog = int(message["pending"])
                 self._seen = int(message["seen"])
-                self._hub.spool.backlog = self._reported_backlog + max(0, self._spooled - self._seen)
+                self._hub.spool.backlog = int(message["pending"]) + max(0, self._spooled
+                                                                         - self._seen)
             elif kind == "metrics" and self._metrics is not None and not self._metrics.done():
                 self._metrics.set_result(str(message["text"]))
         except (KeyError, TypeError, ValueError):
