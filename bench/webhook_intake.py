@@ -46,7 +46,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -223,7 +222,7 @@ async def measure(server: Server, db: Database, requests: list[Request],
 async def counts(db: Database) -> dict[str, int]:
     """Spool entries by state, inbound messages, conversations, outbox items by state, rows
     of the bare table."""
-    inbound, conversations, _ = await worked(SimpleNamespace(db=db))
+    inbound, conversations, _ = await worked(db)
     async with db.read() as session:
         spool = {state: n for state, n in await session.execute(
             select(SpoolEntry.state, func.count()).group_by(SpoolEntry.state))}
