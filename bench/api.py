@@ -3,8 +3,8 @@ PostgreSQL, at N conversations and at 1,000 (the "bare" reference for the growth
 
 For each backend and size it seeds a fresh database straight through SQLAlchemy Core
 (multi-row inserts of contacts, identities, conversations and 1-3 messages each, subjects and
-bodies drawn from a Zipf-weighted vocabulary; not through the intake), then serves the real
-aiohttp app in a child process and runs C concurrent clients from this one, each request
+bodies drawn from a Zipf-weighted vocabulary; not through the intake), then serves it with
+`hub serve` as shipped in a child process and runs C concurrent clients from this one, each request
 authenticated as an agent of four of the five queues (so visibility is part of every query):
 
   list        GET /api/v1/conversations
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import random
 import statistics
@@ -38,7 +37,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ import asyncpg
 from sqlalchemy import Column, MetaData, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from bench.served import child_server, hub_main, on_free_port
 from hub.auth import create_token
 from hub.config import Settings
 from hub.staff import add_staff
@@ -252,50 +251,16 @@ def bench_settings(url: str, data_dir: str, extra: dict[str, Any] | None = None)
     })
 
 
-def serve(url: str, data_dir: str, conn: Connection, extra: dict[str, Any] | None = None) -> None:
-    """Child process: the hub's aiohttp app on a free port; sends the port, stops on a word."""
-    asyncio.run(_serve(url, data_dir, conn, extra))
-
-
-async def _serve(url: str, data_dir: str, conn: Connection,
-                 extra: dict[str, Any] | None) -> None:
-    from aiohttp import web
-
-    from hub.app import Hub
-    from hub.web.app import create_app
-
-    hub = Hub(bench_settings(url, data_dir, extra), adapters=[])
-    await hub.prepare()
-    if hub.event_relay is not None:  # as `hub serve` does: events of other processes arrive
-        await hub.event_relay.listen()
-    runner = web.AppRunner(create_app(hub), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server = site._server
-    assert server is not None and server.sockets  # type: ignore[attr-defined]
-    conn.send(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
-    await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-    await runner.cleanup()
-    await hub.stop()
-
-
 @asynccontextmanager
 async def served(url: str, data_dir: Path,
                  extra: dict[str, Any] | None = None) -> AsyncIterator[str]:
-    """The hub's app in a child process (`bench_settings(url, data_dir, extra)`): its base URL."""
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=serve, args=(url, str(data_dir), child, extra), daemon=True)
-    process.start()
-    try:
-        port = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        parent.send("stop")
-        process.join(30)
-        if process.is_alive():
-            process.kill()
+    """`hub serve` as shipped, in a child process (`bench.served.hub_main`: its own start-up,
+    garbage-collector tuning and work process included) on `bench_settings(url, data_dir,
+    extra)`: its base URL."""
+    settings = on_free_port(bench_settings(url, str(data_dir), extra))
+    log = data_dir.with_name(f"{data_dir.name}.log")  # the data directory is the hub's to make
+    async with child_server("hub", hub_main, (settings,), log) as server:
+        yield f"http://127.0.0.1:{server.port('http')}"
 
 
 # -- the clients ------------------------------------------------------------------------------
@@ -321,9 +286,15 @@ class Clients:
         return time.perf_counter() - started, body
 
     async def run(self, requests: int, one: Callable[[int], Awaitable[float]]) -> list[float]:
-        """`requests` calls of `one` over `concurrency` clients (after a short warm-up)."""
-        for i in range(min(requests, 2 * self.concurrency)):
-            await one(i)
+        """`requests` calls of `one` over `concurrency` clients, after a warm-up of two calls
+        per client, also concurrent: a sequential one would open one of the server's pooled
+        database connections and leave the others to open (and prepare their statements)
+        inside the measured calls."""
+        await self._concurrently(2 * self.concurrency, one)
+        return await self._concurrently(requests, one)
+
+    async def _concurrently(self, requests: int,
+                            one: Callable[[int], Awaitable[float]]) -> list[float]:
         counter = iter(range(requests))
         latencies: list[float] = []
 

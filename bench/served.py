@@ -136,3 +136,18 @@ def cpu_seconds(root: int) -> float:
 def rss_bytes(root: int) -> int:
     """Resident memory of `root` and its live descendants."""
     return sum(int(f[21]) * PAGE for _, f in _tree(root))
+
+
+def rss_by_role(root: int) -> dict[str, int]:
+    """Resident memory of `root` ("serve") and its live descendants by role: "work" (the work
+    process), "other" (the parse process and its fork server)."""
+    roles: dict[str, int] = {}
+    for pid, fields in _tree(root):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                command = handle.read()
+        except OSError:
+            continue
+        role = "serve" if pid == root else "work" if b"hub.workprocess" in command else "other"
+        roles[role] = roles.get(role, 0) + int(fields[21]) * PAGE
+    return roles

@@ -7,9 +7,10 @@ relay), its HTTP API included. A
 child process sends at the set pace and records each mail's 250; the bench polls
 `GET /api/v1/conversations` as a staff member's screen would (every 50 ms) and notes when each
 subject first shows. At the end: p50/p99/max from 250 to visible, the spool backlog, the RSS
-of the hub at start and end.
+of the hub at start and end, and its memory by process every `--rss-every` seconds (is it flat
+over a 5-minute run: `--seconds 300`?).
 
-    python bench/steady.py [--rate 50] [--seconds 60] [--backend sqlite|postgres]
+    python bench/steady.py [--rate 50] [--seconds 60] [--rss-every 30] [--backend sqlite|postgres]
 
 Figures only; nothing here asserts on timings.
 """
@@ -31,7 +32,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import PG_URL, fresh_database, shipped_settings, start_relay
-from bench.served import child_server, hub_main, on_free_port, rss_bytes
+from bench.served import child_server, hub_main, on_free_port, rss_by_role, rss_bytes
 from bench.staff_api import make_supervisor
 
 POLL_SECONDS = 0.05
@@ -86,10 +87,35 @@ async def watch(base: str, token: str, seen: dict[int, float], stop: asyncio.Eve
             await asyncio.sleep(POLL_SECONDS)
 
 
+async def sample_memory(pid: int, every: float, samples: list[tuple[float, dict[str, int]]],
+                        stop: asyncio.Event) -> None:
+    """(seconds since start, RSS by role) every `every` seconds until `stop`."""
+    started = time.monotonic()
+    while True:
+        samples.append((time.monotonic() - started, rss_by_role(pid)))
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+            return
+        except TimeoutError:
+            continue
+
+
+def print_memory(samples: list[tuple[float, dict[str, int]]]) -> None:
+    roles = sorted({role for _, by_role in samples for role in by_role})
+    print(f"  RSS by process (MB): {'t (s)':>6}" + "".join(f"{role:>8}" for role in roles)
+          + f"{'all':>8}")
+    for at, by_role in samples:
+        print(f"  {'':21} {at:6.0f}" + "".join(f"{by_role.get(role, 0) / 1e6:8.0f}"
+                                                for role in roles)
+              + f"{sum(by_role.values()) / 1e6:8.0f}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rss-every", type=float, default=30.0,
+                        help="seconds between memory samples")
     parser.add_argument("--backend", default="sqlite", choices=("sqlite", "postgres"))
     parser.add_argument("--pg-url", default=PG_URL)
     args = parser.parse_args()
@@ -108,6 +134,9 @@ async def main() -> None:
                     stop = asyncio.Event()
                     watcher = asyncio.create_task(watch(hub.url, token, seen, stop))
                     rss_start = rss_bytes(hub.pid)
+                    memory: list[tuple[float, dict[str, int]]] = []
+                    sampler = asyncio.create_task(
+                        sample_memory(hub.pid, args.rss_every, memory, stop))
                     acked = await asyncio.get_running_loop().run_in_executor(
                         None, pool.apply, paced_sender, (hub.port("smtp"), args.rate,
                                                          args.seconds))
@@ -116,6 +145,7 @@ async def main() -> None:
                         await asyncio.sleep(0.1)  # the watcher fills `seen`; we only wait
                     stop.set()
                     await watcher
+                    await sampler
                     rss_end = rss_bytes(hub.pid)
                     backlog = await pending(url)
     finally:
@@ -132,6 +162,7 @@ async def main() -> None:
     print(f"  hub RSS (its processes): {rss_start / 1e6:.0f} MB at start, {rss_end / 1e6:.0f} MB "
           "at end; "
           f"load average {os.getloadavg()[0]:.2f}")
+    print_memory(memory)
 
 
 if __name__ == "__main__":
