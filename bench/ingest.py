@@ -149,10 +149,7 @@ async def hub_round(backend: str, pg_url: str, mails: list[bytes], concurrency: 
             started = time.perf_counter()
             send_seconds, errors = await loop.run_in_executor(
                 None, lambda: pool.apply(send_all, (hub.port("smtp"), mails, concurrency)))
-            counts = await worked(db)
-            while counts[0] - base[0] < len(mails):
-                await asyncio.sleep(0.05)
-                counts = await worked(db)
+            counts = await inbound_at_least(db, base[0] + len(mails))
             seconds = time.perf_counter() - started
             cpu = cpu_seconds(hub.pid) - cpu_before
             inbound, conversations, acks = (now - then for now, then in zip(counts, base,
@@ -184,8 +181,13 @@ async def warmed_up(port: int, db: Any) -> tuple[int, int, int]:
     """One mail sent and worked before the clock starts, so that it measures intake, not the
     work process's start-up; the counts it leaves."""
     await asyncio.to_thread(send_all, port, [WARM_UP], 1)
+    return await inbound_at_least(db, 1)
+
+
+async def inbound_at_least(db: Any, wanted: int) -> tuple[int, int, int]:
+    """The counts of `worked`, once there are `wanted` inbound messages."""
     counts = await worked(db)
-    while counts[0] < 1:
+    while counts[0] < wanted:
         await asyncio.sleep(0.05)
         counts = await worked(db)
     return counts

@@ -32,7 +32,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import PG_URL, fresh_database, shipped_settings, start_relay
-from bench.served import child_server, hub_main, on_free_port, rss_by_role, rss_bytes
+from bench.served import child_server, hub_main, on_free_port, rss_by_role
 from bench.staff_api import make_supervisor
 
 POLL_SECONDS = 0.05
@@ -133,7 +133,6 @@ async def main() -> None:
                     seen: dict[int, float] = {}
                     stop = asyncio.Event()
                     watcher = asyncio.create_task(watch(hub.url, token, seen, stop))
-                    rss_start = rss_bytes(hub.pid)
                     memory: list[tuple[float, dict[str, int]]] = []
                     sampler = asyncio.create_task(
                         sample_memory(hub.pid, args.rss_every, memory, stop))
@@ -146,7 +145,6 @@ async def main() -> None:
                     stop.set()
                     await watcher
                     await sampler
-                    rss_end = rss_bytes(hub.pid)
                     backlog = await pending(url)
     finally:
         relay.terminate()
@@ -159,6 +157,7 @@ async def main() -> None:
           f"p99 {p99 * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms "
           f"(the API is polled every {POLL_SECONDS * 1000:.0f} ms)")
     print(f"  spool backlog at the end: {backlog}")
+    rss_start, rss_end = (sum(memory[i][1].values()) for i in (0, -1))
     print(f"  hub RSS (its processes): {rss_start / 1e6:.0f} MB at start, {rss_end / 1e6:.0f} MB "
           "at end; "
           f"load average {os.getloadavg()[0]:.2f}")
