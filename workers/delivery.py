@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SENDS = 8  # sends under way at once per process (also the relay sessions kept open)
+SENDS = 16  # sends under way at once per process (also the relay sessions kept open)
 BATCH = 64  # ids per claiming statement, outcomes per recording transaction, at most
 _OUTCOME = {OutboxState.SENT.value: "sent", OutboxState.PENDING.value: "retry",
             OutboxState.DEAD.value: "dead"}

@@ -17,6 +17,7 @@ import re
 import ssl
 import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -215,6 +216,7 @@ class EmailAdapter:
         self.reply_secret = reply_secret
         self.limits = EmailLimits.from_settings(settings.smtp)
         self.sender = RelaySender(settings.email)
+        self._threads: ThreadPoolExecutor | None = None
         self.server: SmtpServer | None = None
         self.spool_parser = EmailSpoolParser(self.limits, reply_secret)
 
@@ -242,12 +244,21 @@ class EmailAdapter:
         return normalize_email(address)
 
     async def send(self, msg: OutboundMessage) -> SendResult:
-        # smtplib blocks: the relay conversation runs on a thread, off the job's loop.
-        return await asyncio.to_thread(self.sender.send, msg)
+        # smtplib blocks: the relay conversation runs on a thread, off the job's loop, one
+        # thread per session the pool keeps (the loop's default pool has fewer), so that the
+        # sends a delivery runner has under way are on the wire, not waiting for a thread.
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(self.sender.connections.max_idle,
+                                               thread_name_prefix="relay")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self.sender.send,
+                                                                msg)
 
     async def close_connections(self) -> None:
         """QUIT the relay sessions kept open between sends."""
         await asyncio.to_thread(self.sender.close)
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=False)
 
     @property
     def bound_port(self) -> int | None:

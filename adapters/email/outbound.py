@@ -21,8 +21,7 @@ from email import errors as email_errors
 from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
+from email.policy import EmailPolicy
 from email.policy import default as _POLICY
 from email.utils import formatdate, getaddresses
 from functools import lru_cache
@@ -81,13 +80,42 @@ def _address_header(name: str, display: str, addr_spec: str) -> Any:
     return _POLICY.header_store_parse(name, Address(display, addr_spec=addr_spec))[1]
 
 
+class _FoldsOnce(EmailPolicy):
+    """A policy that folds each header object once: the objects `_header` keeps serve many
+    mails, and folding (a parse tree rendered to lines) is the dearest step of writing one.
+    The folded text is kept on the object itself, which this module made and nobody else
+    holds, so it can never stand for a different value."""
+
+    def _fold(self, name: str, value: Any, refold_binary: bool = False) -> str:
+        memo = getattr(value, "__dict__", None)
+        if memo is None or not hasattr(value, "fold"):
+            return str(super()._fold(name, value, refold_binary))  # type: ignore[misc]
+        key = ("civic-hub folded", self.utf8, self.linesep, self.max_line_length,
+               refold_binary)
+        folded = memo.get(key)
+        if folded is None:
+            folded = memo[key] = super()._fold(name, value, refold_binary)  # type: ignore[misc]
+        return str(folded)
+
+
+SMTP_POLICY = _FoldsOnce(linesep="\r\n")  # email.policy.SMTP, folding each header once
+SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
+# A boundary that quoted-printable and base64 cannot produce ("=_" is neither a QP escape nor
+# base64): only a 7bit or 8bit part can hold it, and then the generator picks one instead.
+_BOUNDARY = "=_civic-hub-alternative"
+
+
 def _alternative(mail: EmailMessage, text: str, html_text: str) -> None:
     """multipart/alternative of the text and its HTML: what `set_content(text)` and then
     `add_alternative(html_text, subtype="html")` make, with parsed headers reused."""
+    parts = [_text_part(text, "plain", mime_version=False),
+             _text_part(html_text, "html", mime_version=True)]
+    boundary_free = all(_BOUNDARY not in str(part.get_payload()) for part in parts)
     mail["MIME-Version"] = _header("MIME-Version", "1.0")
-    mail["Content-Type"] = _header("Content-Type", "multipart/alternative")
-    mail.attach(_text_part(text, "plain", mime_version=False))
-    mail.attach(_text_part(html_text, "html", mime_version=True))
+    mail["Content-Type"] = _header("Content-Type", f'multipart/alternative; boundary="{_BOUNDARY}"'
+                                   if boundary_free else "multipart/alternative")
+    for part in parts:
+        mail.attach(part)
 
 
 def _text_part(text: str, subtype: str, *, mime_version: bool) -> EmailMessage:

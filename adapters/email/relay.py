@@ -37,7 +37,7 @@ class Session:
 class RelayConnections:
     """A small pool of open sessions to one relay (host, port, TLS and login from config)."""
 
-    def __init__(self, config: Any, *, max_idle: int = 8, max_sends: int = 100,
+    def __init__(self, config: Any, *, max_idle: int = 16, max_sends: int = 100,
                  max_idle_seconds: float = 30.0) -> None:
         self.config = config
         self.max_idle = max_idle

@@ -10,6 +10,7 @@ import pytest
 
 from hub.adapters.base import PermanentError, TransientError
 from hub.adapters.email import EmailAdapter, parse_email
+from hub.adapters.email.outbound import SMTP_POLICY, build_message
 from hub.config import Settings
 from hub.model import OutboundAttachment, OutboundMessage
 from hub.tokens import make_reply_token, verify_reply_token
@@ -141,3 +142,35 @@ async def test_a_non_ascii_domain_goes_out_in_its_ascii_form(relay: Relay) -> No
     await _adapter(relay.port).send(_reply(to="ana@bücher.example"))
     (envelope,) = relay.handler.received
     assert envelope.rcpt_tos == ["ana@xn--bcher-kva.example"]
+
+
+@pytest.mark.parametrize("body", [
+    "We fixed the pothole.",
+    "A line that names our boundary:\n--=_civic-hub-alternative\nand goes on.",
+    "Grüße aus dem Rathaus. " * 40,  # 8bit or quoted-printable, long lines
+    "x" * 2000,
+])
+def test_a_mail_is_written_as_the_standard_smtp_policy_writes_it(body: str) -> None:
+    """Headers are folded once per header object and the alternative's boundary is preset:
+    the bytes on the wire are still those of email.policy.SMTP, mail after mail."""
+    reply = _reply(body=body, subject="Re: " + "a long subject that has to be folded " * 3)
+    for _ in range(2):  # the second mail reuses header objects, and their folds, of the first
+        mail, _ = build_message(reply, f"City Hall <help@{DOMAIN}>")
+        ours = mail.as_bytes(policy=SMTP_POLICY)
+        assert ours == mail.as_bytes(policy=policy.SMTP)
+        parsed = message_from_bytes(ours, policy=policy.default)
+        assert not parsed.defects
+        plain = parsed.get_body(("plain",)).get_content()
+        assert plain.replace("\r\n", "\n").rstrip("\n") == body
+        assert [part.get_content_type() for part in parsed.iter_parts()] == [
+            "text/plain", "text/html"]
+
+
+def test_a_body_holding_the_preset_boundary_gets_a_boundary_of_its_own() -> None:
+    plain, _ = build_message(_reply(body="Nothing special."), f"help@{DOMAIN}")
+    holding, _ = build_message(_reply(body="see\n--=_civic-hub-alternative--\n"), f"help@{DOMAIN}")
+    assert plain.get_boundary() == "=_civic-hub-alternative"
+    assert holding.get_boundary() is None  # the generator picks one the parts do not hold
+    written = message_from_bytes(holding.as_bytes(policy=SMTP_POLICY), policy=policy.default)
+    assert written.get_boundary() not in (None, "=_civic-hub-alternative")
+    assert "--=_civic-hub-alternative--" in written.get_body(("plain",)).get_content()
