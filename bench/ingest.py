@@ -8,6 +8,8 @@ local sink relay (a child process). One mail is sent and worked before the clock
 client sends from a child process with one reused connection per sender. The clock starts at
 the first MAIL FROM and stops when the last mail is a message in a conversation and every new
 conversation has its acknowledgment in the outbox (the hub's own database, read by the bench).
+Each round also prints `acks_sent_per_s`: the mails over the time until every one of those
+acknowledgments is sent to the relay as well (the delivery work the first figure leaves behind).
 
     python bench/ingest.py [-n 1000] [-c 4] [-r 3] [--no-peer] [--backends sqlite,postgres]
 
@@ -155,8 +157,11 @@ async def hub_round(backend: str, pg_url: str, mails: list[bytes], concurrency: 
             inbound, conversations, acks = (now - then for now, then in zip(counts, base,
                                                                             strict=True))
             await wait_for_acks((inbound, conversations, acks))
+            await sent_at_least(db, counts[2])
+            out_seconds = time.perf_counter() - started
     figures = {"inbound": inbound, "conversations": conversations, "acks": acks,
-               "send_errors": errors, "hub_cpu_ms_per_mail": round(cpu * 1000 / len(mails), 2)}
+               "send_errors": errors, "hub_cpu_ms_per_mail": round(cpu * 1000 / len(mails), 2),
+               "acks_sent_per_s": round(len(mails) / out_seconds, 1)}
     return len(mails) / seconds, len(mails) / send_seconds, figures
 
 
@@ -191,6 +196,18 @@ async def inbound_at_least(db: Any, wanted: int) -> tuple[int, int, int]:
         await asyncio.sleep(0.05)
         counts = await worked(db)
     return counts
+
+
+async def sent_at_least(db: Any, wanted: int) -> None:
+    """Once `wanted` outbox rows are sent: the acknowledgments are out at the relay too."""
+    from hub.storage.tables import OutboxItem
+
+    query = select(func.count()).select_from(OutboxItem).where(OutboxItem.state == "sent")
+    while True:
+        async with db.read() as session:
+            if int(await session.scalar(query) or 0) >= wanted:
+                return
+        await asyncio.sleep(0.05)
 
 
 async def wait_for_acks(counts: tuple[int, int, int]) -> None:
