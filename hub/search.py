@@ -8,10 +8,18 @@ them. So a cheap probe first asks the index for at most PROBE_CAP matches:
 - as many: the text is common, and walking conversations newest first, testing each with
   LIKE, fills a page after a few rows, where the index would gather every match to sort it.
 Texts shorter than a trigram (and SQLite without the FTS5 tables) always take the walk.
+
+A text found common stays common for a while (it would take thousands of deletions to make it
+rare): for COMMON_SECONDS the same text walks at once, so the next pages of a common search,
+and the same search by a colleague, do not pay for the probe again. A rare text is asked of
+the index every time, as its matches are the answer.
 """
 
 from __future__ import annotations
 
+import time
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import (
@@ -37,7 +45,12 @@ from hub.storage.tables import Conversation, Identity, Message
 
 PROBE_CAP = 2000  # matches beyond which the newest-first walk finds a page sooner
 TRIGRAM = 3  # shorter texts have no trigram to look up
+COMMON_SECONDS = 60.0  # how long a text found common is walked without a probe
+COMMON_KEPT = 1024  # common texts remembered per database engine, the least recent dropped
 _FTS_READY = "hub.search.fts"  # per SQLite connection: whether the FTS5 tables exist
+# Per engine (so two databases never share a verdict): (cap, lowered text) -> until when.
+_COMMON: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[int, str], float]] = (
+    weakref.WeakKeyDictionary())
 
 
 def like_pattern(text: str) -> str:
@@ -54,18 +67,36 @@ def fts_phrase(text: str) -> str:
 
 async def text_condition(session: AsyncSession, text: str) -> ColumnElement[bool]:
     """A WHERE clause on Conversation keeping those that hold `text` (see the module doc)."""
-    dialect = session.get_bind().dialect.name
-    if len(text) >= TRIGRAM:
+    engine = session.get_bind()
+    dialect = engine.dialect.name
+    if len(text) >= TRIGRAM and not _known_common(engine, text):
         if dialect == "postgresql":
             found: list[int] = await session.scalar(
                 _PG_PROBE, {"p": like_pattern(text), "cap": PROBE_CAP}) or []
             if len(found) < PROBE_CAP:
                 return among(Conversation.id, dialect, "found", found)
+            _found_common(engine, text)
         elif await _fts_ready(session):
             phrase = fts_phrase(text)
             if await session.scalar(_SQLITE_PROBE, {"q": phrase, "cap": PROBE_CAP}) < PROBE_CAP:
                 return Conversation.id.in_(_sqlite_matches(phrase))
+            _found_common(engine, text)
     return _walk_condition(dialect, text)
+
+
+def _known_common(engine: Any, text: str) -> bool:
+    seen = _COMMON.get(engine)
+    until = seen.get((PROBE_CAP, text.lower())) if seen is not None else None
+    return until is not None and time.monotonic() < until
+
+
+def _found_common(engine: Any, text: str) -> None:
+    seen = _COMMON.setdefault(engine, OrderedDict())
+    key = (PROBE_CAP, text.lower())
+    seen[key] = time.monotonic() + COMMON_SECONDS
+    seen.move_to_end(key)
+    while len(seen) > COMMON_KEPT:
+        seen.popitem(last=False)
 
 
 def _walk_condition(dialect: str, text: str) -> ColumnElement[bool]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, event, text, update
 
 from hub import search, service
 from hub.app import Hub
@@ -122,3 +122,35 @@ async def test_what_is_written_changed_or_deleted_later_is_found_at_once(
 def test_texts_become_patterns_and_phrases_that_hold_no_syntax() -> None:
     assert search.like_pattern("50%_\\") == "%50\\%\\_\\\\%"
     assert search.fts_phrase('say "hi" NEAR(x) *') == '"say ""hi"" NEAR(x) *"'
+
+
+async def test_a_text_found_common_is_walked_without_asking_the_index_again(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    boss, ids = await seed(hub)
+    monkeypatch.setattr(search, "PROBE_CAP", 2)  # "on elm" is in two conversations: common
+    async with hub.db.transaction() as session:
+        session.add(Message(conversation_id=ids["noise"], direction="inbound", channel="sms",
+                            body="The party on Elm goes on", created_at=utcnow()))
+    probes: list[str] = []
+
+    def count_probes(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "array_agg" in statement or "count(*) FROM (SELECT rowid" in statement:
+            probes.append(statement)
+
+    event.listen(hub.db.read_engine.sync_engine, "before_cursor_execute", count_probes)
+    try:
+        both = {ids["light"], ids["noise"]}
+        assert await found(hub, boss, "on elm") == both
+        assert len(probes) == 1
+        assert await found(hub, boss, "ON ELM") == both  # the same text: walked at once
+        assert len(probes) == 1
+        assert await found(hub, boss, "music") == {ids["noise"]}  # rare: asked every time
+        assert await found(hub, boss, "music") == {ids["noise"]}
+        assert len(probes) == 3
+        monkeypatch.setattr(search, "COMMON_SECONDS", 0.0)  # a verdict that lapses at once
+        probes.clear()
+        assert await found(hub, boss, "elm") == both
+        assert await found(hub, boss, "elm") == both
+        assert len(probes) == 2
+    finally:
+        event.remove(hub.db.read_engine.sync_engine, "before_cursor_execute", count_probes)
