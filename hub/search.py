@@ -48,7 +48,8 @@ TRIGRAM = 3  # shorter texts have no trigram to look up
 COMMON_SECONDS = 60.0  # how long a text found common is walked without a probe
 COMMON_KEPT = 1024  # common texts remembered per database engine, the least recent dropped
 _FTS_READY = "hub.search.fts"  # per SQLite connection: whether the FTS5 tables exist
-# Per engine (so two databases never share a verdict): (cap, lowered text) -> until when.
+# Per engine (two databases never share a verdict) and per cap (a verdict holds for the cap it
+# was found with): (cap, lowered text) -> until when.
 _COMMON: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[int, str], float]] = (
     weakref.WeakKeyDictionary())
 
