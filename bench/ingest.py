@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: bench.mails and bench.peers are importable
+from bench.delivery import wait_until_sent  # noqa: E402
 from bench.served import child_server, cpu_seconds, hub_main, on_free_port  # noqa: E402
 
 DOMAIN = "city.example"
@@ -157,7 +158,7 @@ async def hub_round(backend: str, pg_url: str, mails: list[bytes], concurrency: 
             inbound, conversations, acks = (now - then for now, then in zip(counts, base,
                                                                             strict=True))
             await wait_for_acks((inbound, conversations, acks))
-            await sent_at_least(db, counts[2])
+            await wait_until_sent(url, counts[2])  # the acknowledgments at the relay too
             out_seconds = time.perf_counter() - started
     figures = {"inbound": inbound, "conversations": conversations, "acks": acks,
                "send_errors": errors, "hub_cpu_ms_per_mail": round(cpu * 1000 / len(mails), 2),
@@ -196,18 +197,6 @@ async def inbound_at_least(db: Any, wanted: int) -> tuple[int, int, int]:
         await asyncio.sleep(0.05)
         counts = await worked(db)
     return counts
-
-
-async def sent_at_least(db: Any, wanted: int) -> None:
-    """Once `wanted` outbox rows are sent: the acknowledgments are out at the relay too."""
-    from hub.storage.tables import OutboxItem
-
-    query = select(func.count()).select_from(OutboxItem).where(OutboxItem.state == "sent")
-    while True:
-        async with db.read() as session:
-            if int(await session.scalar(query) or 0) >= wanted:
-                return
-        await asyncio.sleep(0.05)
 
 
 async def wait_for_acks(counts: tuple[int, int, int]) -> None:
