@@ -202,7 +202,8 @@ async def test_status_sets_and_clears_resolved_at(client: TestClient, world: Wor
     assert body["status"] == "pending" and body["resolved_at"] is None
     async with world.hub.db.read() as session:
         row = await session.scalar(select(AuditEntry).where(AuditEntry.action ==
-                                                            "conversation.status"))
+                                                            "conversation.status")
+                                   .order_by(AuditEntry.id))  # the first of the two changes
     assert row is not None and row.actor == "agent@city.example"
     assert row.detail == {"from": "open", "to": "resolved"}
 
