@@ -517,17 +517,21 @@ async def _message_row(session: AsyncSession, msg: InboundMessage, conversation_
     )
 
 
+# The declared lengths, read once: reaching a column's type through its ORM attribute is slow.
+_MESSAGE_LIMITS = tuple((name, column_limit(getattr(Message, name))) for name in (
+    "provider_id", "thread_key", "sender", "recipient", "subject", "language"))
+_NAME_LIMIT = column_limit(Contact.name)
+_FILENAME_LIMIT = column_limit(Attachment.filename)
+_CONTENT_TYPE_LIMIT = column_limit(Attachment.content_type)
+
+
 def _cut(msg: InboundMessage) -> bool:
     """Will the columns cut (or, for keys, hash) a value of this message? Staff are told so."""
-    fields = ((msg.provider_id, Message.provider_id), (msg.thread_key, Message.thread_key),
-              (msg.sender, Message.sender), (msg.recipient, Message.recipient),
-              (msg.subject, Message.subject), (msg.language, Message.language),
-              (msg.sender_name, Contact.name))
-    files = ((value, column) for a in msg.attachments
-             for value, column in ((a.filename, Attachment.filename),
-                                   (a.content_type, Attachment.content_type)))
-    return any(value is not None and len(value) > column_limit(column)
-               for value, column in (*fields, *files))
+    values = [(getattr(msg, name), limit) for name, limit in _MESSAGE_LIMITS]
+    values.append((msg.sender_name, _NAME_LIMIT))
+    for a in msg.attachments:
+        values += ((a.filename, _FILENAME_LIMIT), (a.content_type, _CONTENT_TYPE_LIMIT))
+    return any(value is not None and len(value) > limit for value, limit in values)
 
 
 async def _new_contact(session: AsyncSession, msg: InboundMessage) -> Contact:

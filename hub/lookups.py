@@ -12,9 +12,10 @@ committed on its own.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,9 +32,16 @@ LATEST_PER_CONTACT = 3  # continuable conversations read per contact and channel
 MAX_RECENT = 1000
 
 
-def _key(column: object, value: str) -> str:
-    """`value` as the column stores it (cut or hashed when too long), to match read rows."""
-    return str(column.type.fit(value))  # type: ignore[attr-defined]
+def _fitter(column: Any) -> Callable[[str], str]:
+    """`value -> value as the column stores it` (cut or hashed when too long), to match read
+    rows; taken once, since reaching a column's type through its ORM attribute is slow."""
+    fit: Callable[[str], str] = column.type.fit
+    return fit
+
+
+_PROVIDER_ID = _fitter(Message.provider_id)
+_ADDRESS = _fitter(Identity.address)
+_THREAD_KEY = _fitter(Message.thread_key)
 
 
 @dataclass
@@ -54,14 +62,14 @@ class Lookups:
     # -- what a message asks --------------------------------------------------------------
 
     def duplicate(self, msg: InboundMessage) -> Accepted | None:
-        return self.duplicates.get((msg.channel, _key(Message.provider_id, msg.provider_id)))
+        return self.duplicates.get((msg.channel, _PROVIDER_ID(msg.provider_id)))
 
     def contact(self, channel: str, address: str) -> Contact | None:
-        return self.contacts.get((channel, _key(Identity.address, address)))
+        return self.contacts.get((channel, _ADDRESS(address)))
 
     def by_refs(self, channel: str, refs: Sequence[str]) -> Conversation | None:
         """The conversation of the newest stored message whose thread key is among `refs`."""
-        found = [self.by_thread_key.get((channel, _key(Message.thread_key, ref)))
+        found = [self.by_thread_key.get((channel, _THREAD_KEY(ref)))
                  for ref in list(refs)[-MAX_REFS:]]
         hits = [hit for hit in found if hit is not None]
         return self.conversations.get(max(hits)[1]) if hits else None
@@ -98,18 +106,18 @@ class Lookups:
     # -- what a message did ---------------------------------------------------------------
 
     def add_contact(self, channel: str, address: str, contact: Contact) -> None:
-        self.contacts[(channel, _key(Identity.address, address))] = contact
+        self.contacts[(channel, _ADDRESS(address))] = contact
 
     def remember(self, msg: InboundMessage, message: Message, conversation: Conversation,
                  contact_id: int, is_new: bool) -> None:
-        self.duplicates[(msg.channel, _key(Message.provider_id, msg.provider_id))] = Accepted(
+        self.duplicates[(msg.channel, _PROVIDER_ID(msg.provider_id))] = Accepted(
             message_id=message.id, conversation_id=conversation.id,
             reference=conversation.reference, duplicate=True)
         self.conversations[conversation.id] = conversation
         if is_new:
             self.by_contact[(conversation.contact_id, conversation.channel)].append(conversation)
         if msg.thread_key:
-            self.by_thread_key[(msg.channel, _key(Message.thread_key, msg.thread_key))] = (
+            self.by_thread_key[(msg.channel, _THREAD_KEY(msg.thread_key))] = (
                 message.id, conversation.id)
         self.recent[contact_id].append((message.id, message.created_at))
 

@@ -160,6 +160,10 @@ class Clause(Node):
     show: Callable[[Facts], Any]
     cost: int = 1
     gate: Gate | None = None
+    shown: Any = field(init=False)  # `expected` for the trace, made JSON once
+
+    def __post_init__(self) -> None:
+        self.shown = redact.jsonable(self.expected)
 
     def eval(self, f: Facts, out: list[dict[str, Any]] | None) -> bool:
         result = self.test(f)
@@ -167,7 +171,7 @@ class Clause(Node):
             out.append(
                 {
                     "clause": self.key,
-                    "expected": redact.jsonable(self.expected),
+                    "expected": self.shown,
                     "value": redact.jsonable(self.show(f)),
                     "result": result,
                 }

@@ -70,9 +70,12 @@ def clean_json(value: Any) -> Any:
         dumped = json.dumps(value)
     except (TypeError, ValueError):
         return _clean_json(value)
-    if "\\u0000" in dumped or "\\ud" in dumped:
-        return _clean_json(value)
-    return value
+    return _clean_json(value) if _needs_cleaning(dumped) else value
+
+
+def _needs_cleaning(dumped: str) -> bool:
+    """Does ASCII JSON hold a NUL or a surrogate (an escaped one: it may be a lone one)?"""
+    return "\\u0000" in dumped or "\\ud" in dumped
 
 
 def _clean_json(value: Any) -> Any:
@@ -142,8 +145,20 @@ class CleanJSON(TypeDecorator[Any]):
     impl = JSON
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect: Any) -> Any:
-        return clean_json(value)
+    def bind_processor(self, dialect: Any) -> Any:
+        # Serialised once: the check for what needs cleaning reads JSON's own output (as
+        # clean_json does), instead of dumping each value once to check and again to store.
+        serialize = self.impl_instance.bind_processor(dialect)
+        if serialize is None:  # the driver serialises: hand it the cleaned value
+            return clean_json
+
+        def process(value: Any) -> Any:
+            dumped = serialize(value)
+            if not isinstance(dumped, str) or _needs_cleaning(dumped):
+                return serialize(_clean_json(value))
+            return dumped
+
+        return process
 
 
 def column_limit(column: Any) -> int:
