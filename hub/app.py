@@ -123,7 +123,7 @@ class Hub:
             self.spool, self.intake, self.adapters.spool_parsers(),
             policy=WorkPolicy(quiet=settings.spool.quiet_ms / 1000,
                               max_delay=settings.spool.max_delay_seconds),
-            pool=self.parse_pool)
+            pool=self.parse_pool, language_codes=lambda: self.router().language_codes)
         self.status = StatusReporter(self.db, self.events)
         for adapter in self.adapters.with_hook("events"):  # checked when registered
             adapter.bind_events(self.events)

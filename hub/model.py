@@ -117,6 +117,15 @@ class DeliveryReport:
 
 
 @dataclass(frozen=True, slots=True)
+class LanguageGuess:
+    """A detector's guess at a message's language, made off the intake's loop (in the parse
+    process), among the languages the rule set knew then: only a match of those is used."""
+
+    codes: frozenset[str]
+    code: str | None  # None: too short or unsure
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One message from a citizen, normalised by its channel adapter."""
 
@@ -142,6 +151,7 @@ class InboundMessage:
     inbox_queue: str | None = None  # the queue of the address it was sent to, if it has one
     delivery_report: DeliveryReport | None = None  # a bounce or receipt of our own message
     dropped_attachments: tuple[DroppedAttachment, ...] = ()
+    language_guess: LanguageGuess | None = None  # when `language` is None (hub.routing.language)
 
 
 @dataclass(frozen=True, slots=True)

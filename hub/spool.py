@@ -42,6 +42,7 @@ from hub.arrivals import Arrivals, ArrivalsMover
 from hub.intake import IntakeUnavailable
 from hub.model import InboundMessage, SpoolItem, SpoolReceipt, utcnow
 from hub.parsepool import ParsePool, ParseTimeout
+from hub.routing import language
 from hub.storage.bounded import clean_json, column_limit, fit_key
 from hub.storage.db import Database, DatabaseUnavailable
 from hub.storage.errors import is_transient
@@ -301,10 +302,12 @@ class SpoolWorker:
 
     def __init__(self, spool: Spool, intake: Any, parsers: Mapping[str, Parser], *,
                  policy: WorkPolicy = WorkPolicy(), batch: int = 128,
-                 pool: ParsePool | None = None) -> None:
+                 pool: ParsePool | None = None,
+                 language_codes: Callable[[], frozenset[str]] = frozenset) -> None:
         self.spool = spool
         self.intake = intake
         self.parsers = dict(parsers)
+        self.language_codes = language_codes  # the live rule set's (hub.routing.language)
         self.policy = policy
         self.pool = pool
         if pool is not None and pool.processes > 0:
@@ -325,8 +328,9 @@ class SpoolWorker:
         self._task = asyncio.get_running_loop().create_task(self._run())
         if self.pool is not None and self.pool.processes > 0 and not self.spool.backlog:
             # The parse process and the parsers' imports take a second: not on the first mail.
-            await self.pool.run_each([(parse, (b"", {}, utcnow()))
-                                      for parse in self.parsers.values()])
+            warm_up: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+                (parse, (b"", {}, utcnow())) for parse in self.parsers.values()]
+            await self.pool.run_each([*warm_up, (language.warm, (self.language_codes(),))])
 
     async def _count_pending(self) -> None:
         with contextlib.suppress(Exception):  # the database away: the old count stands
@@ -539,7 +543,9 @@ class SpoolWorker:
         """Off the loop, the whole batch in one trip to a parse process, each within the
         pool's budget; past it or on a parser crash, the payload is kept raw and flagged where
         the parser can do that, else the item fails this attempt."""
-        calls = [(self.parsers[item.channel], (payload, item.envelope, item.received_at))
+        codes = self.language_codes()
+        calls = [(language.parsed_with_guess, (self.parsers[item.channel], codes, payload, item.envelope,
+                                     item.received_at))
                  for item, payload in due]
         if self.pool is not None:
             results = await self.pool.run_each(calls)
@@ -600,7 +606,8 @@ class SpoolWorker:
                         type(exc).__name__)
 
 
-async def _in_thread(parse: Parser, args: tuple[Any, ...]) -> InboundMessage | Exception:
+async def _in_thread(parse: Callable[..., InboundMessage],
+                     args: tuple[Any, ...]) -> InboundMessage | Exception:
     try:
         return await asyncio.to_thread(parse, *args)
     except Exception as exc:

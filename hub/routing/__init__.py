@@ -111,6 +111,11 @@ class Router(Protocol):
         """Where a message goes when routing itself fails."""
         ...
 
+    @property
+    def language_codes(self) -> frozenset[str]:
+        """The languages a message's language is detected among (none: never detected)."""
+        ...
+
     def decide(self, ctx: RoutingContext) -> RoutingDecision: ...
 
 
@@ -131,6 +136,7 @@ class DefaultQueueRouter:
 
     uses_once_per = False
     once_per_rules: frozenset[str] = frozenset()
+    language_codes: frozenset[str] = frozenset()
 
     def decide(self, ctx: RoutingContext) -> RoutingDecision:
         if not ctx.conversation.is_new:

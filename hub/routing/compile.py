@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from hub.model import CHANNELS, PRIORITY_RANK
 from hub.routing import redact
 from hub.routing.calendars import WEEKDAYS, Calendar
-from hub.routing.language import detect, supported
+from hub.routing.language import of_message, supported
 from hub.routing.lists import NamedList, to_e164
 from hub.routing.textmatch import MAX_TEXT, REGEX_FLAGS, norm, regex_triggers
 
@@ -92,9 +92,7 @@ class Facts:
         if self._lang is None:
             stated = self.msg.language or self.ctx.conversation.language
             given = (stated or "").lower()[:2] or None
-            found = given or detect(
-                f"{self.msg.subject or ''}\n{self.msg.text}", self.env.language_codes
-            )
+            found = given or of_message(self.msg, self.env.language_codes)
             self._lang = (found,)
         return self._lang[0]
 

@@ -252,6 +252,10 @@ class RuleSet:
         return self._once_per_rules
 
     @property
+    def language_codes(self) -> frozenset[str]:
+        return self.env.language_codes
+
+    @property
     def default_queue_name(self) -> str:
         return self.default_queue
 

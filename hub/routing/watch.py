@@ -70,6 +70,10 @@ class RuleReloader:
         return self.current.once_per_rules if self.current else frozenset()
 
     @property
+    def language_codes(self) -> frozenset[str]:
+        return self.current.language_codes if self.current else frozenset()
+
+    @property
     def default_queue_name(self) -> str:
         return self.current.default_queue if self.current else self.default_queue
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import undefer
 
 from hub.adapters.base import FetchLater
 from hub.app import Hub
-from hub.model import InboundMessage, SpoolItem, ThreadHints, utcnow
+from hub.model import InboundMessage, LanguageGuess, SpoolItem, ThreadHints, utcnow
 from hub.spool import (
     FETCH_ATTEMPTS,
     MAX_ATTEMPTS,
@@ -113,6 +113,25 @@ async def test_the_worker_threads_in_arrival_order_and_marks_items_done(hub: Hub
     assert {(e.state, e.payload) for e in done} == {("done", None)}
     assert all(e.message_id and e.processed_at for e in done)
     assert spool.backlog == 0
+
+
+async def test_the_worker_hands_over_each_message_with_its_language_guessed(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(hub.db)
+    await spool.put(item("+15550000001", "La farola de mi calle no funciona desde el lunes."))
+    await spool.put(item("+15550000002", "The street light on my corner is out since Monday."))
+    handed: list[InboundMessage] = []
+    accept_many = hub.intake.accept_many
+
+    async def spy(msgs: list[InboundMessage]) -> list[Any]:
+        handed.extend(msgs)
+        return await accept_many(msgs)
+
+    monkeypatch.setattr(hub.intake, "accept_many", spy)
+    codes = frozenset({"en", "es"})
+    assert await worker(hub, spool, language_codes=lambda: codes).drain() == 2
+    assert [m.language_guess for m in handed] == [LanguageGuess(codes, "es"),
+                                                  LanguageGuess(codes, "en")]
 
 
 async def test_working_an_item_twice_stores_it_once(hub: Hub) -> None:
