@@ -33,23 +33,21 @@ def identity(value: str | None) -> str | None:
     return text(value)
 
 
+_PLAIN = (str, int, float, bool)
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON values of `value`, dataclasses included (as `asdict` would give them)."""
-    if value is None or isinstance(value, str | int | float | bool):
+    # Every clause of every rule goes through here per message: the common kinds first.
+    if value is None or isinstance(value, _PLAIN):
         return value
-    fields = getattr(value, "__dataclass_fields__", None)
-    if fields is not None and not isinstance(value, type):
-        return {name: jsonable(getattr(value, name)) for name in fields}
-    if isinstance(value, frozenset | set | tuple):
-        return (
-            sorted(jsonable(v) for v in value)
-            if isinstance(value, frozenset | set)
-            else [jsonable(v) for v in value]
-        )
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
+    if isinstance(value, frozenset | set):
+        return sorted(jsonable(v) for v in value)
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None and not isinstance(value, type):
+        return {name: jsonable(getattr(value, name)) for name in fields}
     return str(value)
