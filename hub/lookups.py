@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.model import Accepted, ConversationStatus, Direction, InboundMessage
+from hub.model import Accepted, ConversationStatus, Direction, InboundMessage, StoredMessage
 from hub.routing.apply import pending_timers
 from hub.storage.tables import AutoReplyLog, Contact, Conversation, Identity, Message
 from hub.tokens import verify_reply_token
@@ -108,7 +108,7 @@ class Lookups:
     def add_contact(self, channel: str, address: str, contact: Contact) -> None:
         self.contacts[(channel, _ADDRESS(address))] = contact
 
-    def remember(self, msg: InboundMessage, message: Message, conversation: Conversation,
+    def remember(self, msg: InboundMessage, message: StoredMessage, conversation: Conversation,
                  contact_id: int, is_new: bool) -> None:
         self.duplicates[(msg.channel, _PROVIDER_ID(msg.provider_id))] = Accepted(
             message_id=message.id, conversation_id=conversation.id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 class Channel(enum.StrEnum):
@@ -114,6 +114,20 @@ class DeliveryReport:
     refers_to: tuple[str, ...]  # our provider ids / thread keys the report is about
     detail: str | None = None  # the provider's diagnostic, for staff
     recipient: str | None = None
+
+
+class StoredMessage(Protocol):
+    """A message row as the intake and the rules refer to it: read from the database, or being
+    written in this transaction (hub.intake writes inbound rows without an ORM object)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def automatic(self) -> bool: ...
+
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub import audit
 from hub.assignment import assign_by_strategy
-from hub.model import utcnow
+from hub.model import StoredMessage, utcnow
 from hub.outbound import NoAddressOnChannel, enqueue_outbound
 from hub.routing import AutoReply, RoutingDecision
 from hub.routing.explain import decision_dict
@@ -31,7 +31,6 @@ from hub.storage.tables import (
     AutoReplyLog,
     Conversation,
     ConversationTimer,
-    Message,
     RoutingDecisionRow,
     Staff,
 )
@@ -117,7 +116,7 @@ async def _timers(
 async def _auto_replies(
     session: AsyncSession,
     conversation: Conversation,
-    message: Message,
+    message: StoredMessage,
     decision: RoutingDecision,
     now: datetime,
     fold_into: list[AutoReply] | None,
@@ -162,7 +161,7 @@ def _log_once(session: AsyncSession, conversation: Conversation, reply: AutoRepl
 async def apply_decision(
     session: AsyncSession,
     conversation: Conversation,
-    message: Message,
+    message: StoredMessage,
     decision: RoutingDecision,
     *,
     now: datetime,
