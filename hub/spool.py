@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import Table, bindparam, delete, func, make_url, select, update
@@ -51,6 +51,7 @@ from hub.storage.tables import SpoolEntry
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Parser = Callable[[bytes, Mapping[str, Any], datetime], InboundMessage]
 """(payload, envelope, received_at) -> the normalised message; must not raise for bad input."""
 
@@ -64,6 +65,7 @@ MAX_RETRY_SECONDS = 3600
 BATCH_BYTES = 32 * 1024 * 1024  # payloads held in memory at once (one item may exceed it)
 STRIKES = 3
 PARSE_CHUNK = 32  # parsed while the chunk before it is stored
+PARSE_FIRST = 8  # nothing is stored while the first chunk is parsed: it is small (8, 16, 32...)
 PG_WRITERS = 4  # spool batches committed at once on PostgreSQL
 POLL_SECONDS = 5.0  # items retried or spooled by another process are seen this soon
 
@@ -477,7 +479,7 @@ class SpoolWorker:
     async def _parse_and_store(self, due: list[tuple[_Due, bytes]]) -> list[Any]:
         """Each item's `Accepted` or exception. The batch goes in chunks, the next one parsed
         (in the parse process, on the other core) while this one is stored."""
-        chunks = [due[i:i + PARSE_CHUNK] for i in range(0, len(due), PARSE_CHUNK)]
+        chunks = _chunks(due)
         outcomes: list[Any] = []
         parsing = asyncio.ensure_future(self._parse_all(chunks[0])) if chunks else None
         try:
@@ -604,6 +606,15 @@ class SpoolWorker:
             log.warning("spool item %s (%s) failed, attempt %s of %s: %s", item.id,
                         item.channel, item.attempts + 1, attempts_allowed(exc),
                         type(exc).__name__)
+
+
+def _chunks(due: list[T]) -> list[list[T]]:
+    """The batch in chunks of PARSE_FIRST, twice that, and so on up to PARSE_CHUNK."""
+    chunks, start, size = [], 0, PARSE_FIRST
+    while start < len(due):
+        chunks.append(due[start:start + size])
+        start, size = start + size, min(2 * size, PARSE_CHUNK)
+    return chunks
 
 
 async def _in_thread(parse: Callable[..., InboundMessage],

@@ -25,6 +25,7 @@ from hub.spool import (
     SpoolFull,
     SpoolWorker,
     WorkPolicy,
+    _chunks,
     spool_key,
 )
 from hub.storage.tables import Conversation, Message, SpoolEntry
@@ -268,6 +269,13 @@ def test_the_worker_gives_way_to_new_arrivals_for_a_bounded_time(
         now: float, last_put: float, since: float, wait: float) -> None:
     policy = WorkPolicy(quiet=0.05, max_delay=2.0)
     assert policy.wait_before_work(now, last_put, since) == pytest.approx(wait, abs=1e-9)
+
+
+def test_a_batch_is_parsed_in_chunks_that_grow_from_a_small_first_one() -> None:
+    # Nothing is stored while the first chunk is parsed; each later one is parsed while the
+    # one before it is stored.
+    assert [len(c) for c in _chunks(list(range(128)))] == [8, 16, 32, 32, 32, 8]
+    assert [len(c) for c in _chunks(list(range(5)))] == [5] and _chunks([]) == []
 
 
 def test_past_the_delay_the_worker_keeps_to_its_share_while_mail_keeps_arriving() -> None:
