@@ -19,7 +19,7 @@ import smtplib
 from dataclasses import replace
 from email import errors as email_errors
 from email.contentmanager import _encode_text  # type: ignore[attr-defined]
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.policy import default as _POLICY
@@ -43,7 +43,7 @@ def build_message(msg: OutboundMessage, from_header: str) -> tuple[EmailMessage,
     display, address = _parse_from(from_header)
     local, _, domain = address.partition("@")
     bare_id = _message_id(msg, domain)
-    mail = EmailMessage()
+    mail = EmailMessage(policy=BUILD_POLICY)
     mail["From"] = _address_header("From", msg.sender_name or display, address)
     mail["To"] = _header("To", msg.to)
     mail["Subject"] = _header("Subject", _subject(msg))
@@ -65,6 +65,26 @@ def build_message(msg: OutboundMessage, from_header: str) -> tuple[EmailMessage,
     return mail, bare_id
 
 
+class _ClassesOnce(HeaderRegistry):
+    """The stock registry builds a new header class (`type(...)`) every time it is asked for
+    one: for each header parsed, and each header set on a message (its count limit). The
+    class for a name never changes, so it is built once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+BUILD_POLICY = EmailPolicy(header_factory=_ClassesOnce())  # email.policy.default otherwise
+
+
 # Parsing header values into the email package's header objects is most of the cost of a mail,
 # and most values repeat from one mail to the next (From, Reply-To of a conversation, the
 # content headers). Header objects are immutable and folding does not change them, so one
@@ -72,12 +92,12 @@ def build_message(msg: OutboundMessage, from_header: str) -> tuple[EmailMessage,
 
 @lru_cache(maxsize=4096)
 def _header(name: str, value: str) -> Any:
-    return _POLICY.header_store_parse(name, value)[1]
+    return BUILD_POLICY.header_store_parse(name, value)[1]
 
 
 @lru_cache(maxsize=1024)
 def _address_header(name: str, display: str, addr_spec: str) -> Any:
-    return _POLICY.header_store_parse(name, Address(display, addr_spec=addr_spec))[1]
+    return BUILD_POLICY.header_store_parse(name, Address(display, addr_spec=addr_spec))[1]
 
 
 class _FoldsOnce(EmailPolicy):
@@ -119,7 +139,7 @@ def _alternative(mail: EmailMessage, text: str, html_text: str) -> None:
 
 
 def _text_part(text: str, subtype: str, *, mime_version: bool) -> EmailMessage:
-    part = EmailMessage()
+    part = EmailMessage(policy=BUILD_POLICY)
     cte, payload = _encode_text(text, "utf-8", None, _POLICY)
     part["Content-Type"] = _header("Content-Type", f'text/{subtype}; charset="utf-8"')
     part["Content-Transfer-Encoding"] = _header("Content-Transfer-Encoding", cte)

@@ -10,7 +10,7 @@ import pytest
 
 from hub.adapters.base import PermanentError, TransientError
 from hub.adapters.email import EmailAdapter, parse_email
-from hub.adapters.email.outbound import SMTP_POLICY, build_message
+from hub.adapters.email.outbound import BUILD_POLICY, SMTP_POLICY, build_message
 from hub.config import Settings
 from hub.model import OutboundAttachment, OutboundMessage
 from hub.tokens import make_reply_token, verify_reply_token
@@ -174,3 +174,14 @@ def test_a_body_holding_the_preset_boundary_gets_a_boundary_of_its_own() -> None
     written = message_from_bytes(holding.as_bytes(policy=SMTP_POLICY), policy=policy.default)
     assert written.get_boundary() not in (None, "=_civic-hub-alternative")
     assert "--=_civic-hub-alternative--" in written.get_body(("plain",)).get_content()
+
+
+def test_headers_are_parsed_as_the_standard_registry_parses_them_with_classes_built_once() -> None:
+    mail, _ = build_message(_reply(to="Ana Pérez <ana@example.org>"), f"City Hall <help@{DOMAIN}>")
+    stock = policy.default.header_factory
+    for name, value in mail.items():
+        assert type(value).__bases__ == stock[name].__bases__, name
+        assert str(value) == str(stock(name, str(value))), name
+        assert BUILD_POLICY.header_factory[name] is BUILD_POLICY.header_factory[name.upper()]
+    with pytest.raises(ValueError):  # a header the standard allows once still comes once
+        mail["Subject"] = "a second subject"
