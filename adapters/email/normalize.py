@@ -348,6 +348,23 @@ _STRUCTURED = frozenset(name for name, kind in HeaderRegistry().registry.items()
                         if not issubclass(kind, UnstructuredHeader))
 
 
+class HeaderClassesOnce(HeaderRegistry):
+    """The stock registry builds a new header class (`type(...)`) every time it is asked for
+    one: for each header parsed, and each header set on a message (its count limit). The
+    class for a name never changes, so it is built once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
 class _BoundedPolicy(EmailPolicy):
     """policy.default, with header parsing bounded (see MAX_STRUCTURED_HEADER_CHARS and
     MAX_HEADER_CHARS) and short headers memoised across accesses."""
@@ -398,7 +415,7 @@ def _parse_header(factory: HeaderRegistry, name: str, value: str) -> Any:
     return factory(name, value)  # header objects are immutable: safe to share between mails
 
 
-_POLICY = _BoundedPolicy()
+_POLICY = _BoundedPolicy(header_factory=HeaderClassesOnce())
 
 
 def _load(raw: bytes) -> tuple[Message, list[str]]:

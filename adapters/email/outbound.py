@@ -19,7 +19,7 @@ import smtplib
 from dataclasses import replace
 from email import errors as email_errors
 from email.contentmanager import _encode_text  # type: ignore[attr-defined]
-from email.headerregistry import Address, HeaderRegistry
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.policy import default as _POLICY
@@ -30,6 +30,7 @@ from typing import Any
 from hub.adapters.base import PermanentError, TransientError
 from hub.model import OutboundMessage, SendResult
 
+from .normalize import HeaderClassesOnce
 from .relay import RelayConnections, Session
 
 log = logging.getLogger(__name__)
@@ -65,24 +66,7 @@ def build_message(msg: OutboundMessage, from_header: str) -> tuple[EmailMessage,
     return mail, bare_id
 
 
-class _ClassesOnce(HeaderRegistry):
-    """The stock registry builds a new header class (`type(...)`) every time it is asked for
-    one: for each header parsed, and each header set on a message (its count limit). The
-    class for a name never changes, so it is built once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type] = {}
-
-    def __getitem__(self, name: str) -> type:
-        key = name.lower()
-        cls = self._classes.get(key)
-        if cls is None:
-            cls = self._classes[key] = super().__getitem__(name)
-        return cls
-
-
-BUILD_POLICY = EmailPolicy(header_factory=_ClassesOnce())  # email.policy.default otherwise
+BUILD_POLICY = EmailPolicy(header_factory=HeaderClassesOnce())  # email.policy.default otherwise
 
 
 # Parsing header values into the email package's header objects is most of the cost of a mail,
