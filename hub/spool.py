@@ -330,9 +330,8 @@ class SpoolWorker:
         self._task = asyncio.get_running_loop().create_task(self._run())
         if self.pool is not None and self.pool.processes > 0 and not self.spool.backlog:
             # The parse process and the parsers' imports take a second: not on the first mail.
-            warm_up: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
-                (parse, (b"", {}, utcnow())) for parse in self.parsers.values()]
-            await self.pool.run_each([*warm_up, (language.warm, (self.language_codes(),))])
+            await self.pool.run_each([(parse, (b"", {}, utcnow()))
+                                      for parse in self.parsers.values()])
 
     async def _count_pending(self) -> None:
         with contextlib.suppress(Exception):  # the database away: the old count stands

@@ -113,7 +113,7 @@ class Router(Protocol):
 
     @property
     def language_codes(self) -> frozenset[str]:
-        """The languages a message's language is detected among (none: never detected)."""
+        """The languages a message's language is detected among; none when no rule asks."""
         ...
 
     def decide(self, ctx: RoutingContext) -> RoutingDecision: ...

@@ -128,6 +128,7 @@ class Env:
     language_codes: frozenset[str]
     keywords: set[str] = field(default_factory=set)  # every trigger the scanner must know
     history_days: int = 0
+    language_asked: bool = False  # a rule has a `language` condition
     scan: Callable[[str], frozenset[str]] = lambda _t: frozenset()
     forms: dict[str, Form] = field(default_factory=dict)  # for `form.id` and `form.<field>`
     _zones: dict[str, Any] = field(default_factory=dict)
@@ -432,6 +433,7 @@ def _build_language(name: str, op: str, arg: Any, env: Env) -> Built:
         if len(c) != 2 or not supported(c):
             raise Bad(f'unknown language code {c!r} (use ISO 639-1, e.g. "es")', c)
     env.language_codes = env.language_codes | frozenset(codes)
+    env.language_asked = True
     return _set_ops(lambda f: f.language(), op, frozenset(codes)), 50, None
 
 

@@ -253,7 +253,10 @@ class RuleSet:
 
     @property
     def language_codes(self) -> frozenset[str]:
-        return self.env.language_codes
+        # A message's language is asked for by a `language` condition or to pick an
+        # auto-reply's template; a rule set with neither never needs it detected.
+        asks = self.env.language_asked or bool(self._once_per_rules)
+        return self.env.language_codes if asks else frozenset()
 
     @property
     def default_queue_name(self) -> str:

@@ -75,11 +75,6 @@ def _text(msg: InboundMessage) -> str:
     return f"{msg.subject or ''}\n{msg.text}"
 
 
-def warm(codes: frozenset[str]) -> None:
-    """Load the detector's models now (most of a second), not on the first message."""
-    detect("A sentence long enough to be worth a guess.", codes)
-
-
 def parsed_with_guess(parse: Callable[[bytes, Mapping[str, Any], datetime], InboundMessage],
                       codes: frozenset[str], payload: bytes, envelope: Mapping[str, Any],
                       received_at: datetime) -> InboundMessage:

@@ -52,6 +52,19 @@ def test_the_rules_route_by_the_guess(make: Any) -> None:
     assert decision.queue == "roads" and decision.language == "es"
 
 
+def test_nothing_is_guessed_for_a_rule_set_that_never_asks_for_a_language(make: Any) -> None:
+    assert make().language_codes == frozenset()  # languages in its templates, none asked for
+    replies = make("""
+        [[rule]]
+        id = "hello"
+        phase = "enrich"
+        order = 1
+        when.new_conversation = true
+        then.auto_reply = { template = "hello", once_per = "24h" }
+        """)
+    assert replies.language_codes == CODES  # an auto-reply is written in the citizen's language
+
+
 def parse(payload: bytes, envelope: Mapping[str, Any], received_at: datetime) -> InboundMessage:
     return inbound(text=payload.decode(), received_at=received_at)
 
