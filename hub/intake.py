@@ -94,10 +94,20 @@ class _NewMessage:
     """An inbound row this transaction writes (hub.storage.rows): an ORM object per message
     cost more than a tenth of the intake in attribute instrumentation and flush bookkeeping."""
 
-    id: int
-    automatic: bool
-    created_at: datetime
     row: dict[str, Any]
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+    @property
+    def automatic(self) -> bool:
+        return bool(self.row["automatic"])
+
+    @property
+    def created_at(self) -> datetime:
+        created: datetime = self.row["created_at"]
+        return created
 
     def add_flag(self, flag: str) -> None:
         self.row["flags"] = [*self.row["flags"], flag]
@@ -530,7 +540,7 @@ async def _message_row(session: AsyncSession, msg: InboundMessage, conversation_
         received_at=msg.received_at,
         created_at=msg.received_at,
     )
-    return _NewMessage(row["id"], msg.automatic, msg.received_at, row)
+    return _NewMessage(row)
 
 
 # The declared lengths, read once: reaching a column's type through its ORM attribute is slow.

@@ -545,8 +545,8 @@ class SpoolWorker:
         pool's budget; past it or on a parser crash, the payload is kept raw and flagged where
         the parser can do that, else the item fails this attempt."""
         codes = self.language_codes()
-        calls = [(language.parsed_with_guess, (self.parsers[item.channel], codes, payload, item.envelope,
-                                     item.received_at))
+        calls = [(language.parsed_with_guess,
+                  (self.parsers[item.channel], codes, payload, item.envelope, item.received_at))
                  for item, payload in due]
         if self.pool is not None:
             results = await self.pool.run_each(calls)
