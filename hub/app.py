@@ -188,12 +188,13 @@ class Hub:
         except Exception as exc:  # a record for the tools; routing goes on without it
             log.warning("could not record the live rule set: %s", type(exc).__name__)
 
-    async def prepare(self, *, leading: bool = True) -> None:
+    async def prepare(self, *, leading: bool = True, rules_tested: str | None = None) -> None:
         """Load rules; the leading process (not a work process beside it) also migrates (unless
-        told not to), records the live rule set and makes sure declared queues exist."""
+        told not to), records the live rule set and makes sure declared queues exist.
+        `rules_tested`: the version of the rules whose tests the leading process ran."""
         if leading and self.settings.database.migrate_on_start:
             await upgrade(self.settings.database.url)
-        self.rules = await load_rules(self.settings.routing)
+        self.rules = await load_rules(self.settings.routing, tested=rules_tested)
         if self.rules is not None:
             self.set_router(self.rules)
             if leading:

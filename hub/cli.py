@@ -81,7 +81,15 @@ async def _serve(settings: Settings, ready: Callable[[list[str]], None] | None =
     work = (WorkProcess(settings) if settings.embedded and settings.hub.work_process
             else None)
     hub = Hub(settings, jobs=work.jobs if work is not None else None)
-    await hub.prepare()
+    if work is not None:
+        hub.work_process = work  # from here on, `hub.stop()` stops it too
+        await work.launch()
+    try:
+        await hub.prepare()
+    except BaseException:
+        if work is not None:
+            await work.stop()
+        raise
     if work is not None and arrivals_path(settings.database.url) is not None:
         hub.spool.arrivals = Arrivals(settings.database.url)
     runner = web.AppRunner(create_app(hub), access_log=None)

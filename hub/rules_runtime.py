@@ -18,16 +18,17 @@ from hub.routing.watch import RuleReloader
 log = logging.getLogger(__name__)
 
 
-async def load_rules(settings: RoutingSection, *,
-                     watch: bool | None = None) -> RuleReloader | None:
+async def load_rules(settings: RoutingSection, *, watch: bool | None = None,
+                     tested: str | None = None) -> RuleReloader | None:
     """The live rule set holder for the rules folder (None when there is none); it routes to
-    the default queue until a good version of the folder has loaded."""
+    the default queue until a good version of the folder has loaded. `tested`: a version whose
+    tests already passed elsewhere (hub.routing.watch.RuleReloader)."""
     rules_dir = Path(settings.rules_dir)
     if not rules_dir.is_dir():  # noqa: ASYNC240 - once, at start
         log.info("no rules folder at %s: routing everything to %r", rules_dir,
                  settings.default_queue)
         return None
-    reloader = RuleReloader(rules_dir, default_queue=settings.default_queue)
+    reloader = RuleReloader(rules_dir, default_queue=settings.default_queue, tested=tested)
     if not await reloader.reload_async():
         print(f"hub: rules in {rules_dir} have {len(reloader.errors)} error(s); routing "
               f"everything to {settings.default_queue!r} until they are fixed:", file=sys.stderr)

@@ -320,6 +320,8 @@ class SpoolWorker:
         self._wake = asyncio.Event()
         self._working = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._warmed = False
+        self._warming: set[asyncio.Task[list[object]]] = set()
         self._retry_delay = 0.0
         self._mover = ArrivalsMover(spool.db.url) if spool.db.is_sqlite else None
         spool.on_new = self._wake.set
@@ -328,10 +330,27 @@ class SpoolWorker:
         await self._count_pending()
         self._wake.set()  # whatever a crash or a stop left pending
         self._task = asyncio.get_running_loop().create_task(self._run())
-        if self.pool is not None and self.pool.processes > 0 and not self.spool.backlog:
-            # The parse process and the parsers' imports take a second: not on the first mail.
-            await self.pool.run_each([(parse, (b"", {}, utcnow()))
-                                      for parse in self.parsers.values()])
+        if not self.spool.backlog:  # else the backlog's first parse readies the process
+            self.warm()
+        if codes := self.language_codes():
+            self._warm_up([(language.warm, (codes,))])
+
+    def warm(self) -> None:
+        """Starts the parse process and the parsers' imports now, without waiting for them
+        (they take a second): a mail that comes meanwhile queues behind them in that process
+        instead of paying for them alone. `start` adds lingua's models (most of another second)
+        when the live rules ask for a language."""
+        if not self._warmed:
+            self._warmed = True
+            self._warm_up([(parse, (b"", {}, utcnow())) for parse in self.parsers.values()])
+
+    def _warm_up(self, calls: Sequence[tuple[Callable[..., object], tuple[object, ...]]]) -> None:
+        if self.pool is None or self.pool.processes <= 0:
+            return
+        # run_each returns each call's exception instead of raising it: nothing to handle here.
+        task = asyncio.get_running_loop().create_task(self.pool.run_each(calls))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     async def _count_pending(self) -> None:
         with contextlib.suppress(Exception):  # the database away: the old count stands
@@ -342,10 +361,11 @@ class SpoolWorker:
         metrics.SPOOL_PENDING.set(self.spool.backlog)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        tasks = [*self._warming, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
         if self._mover is not None:
             self._mover.close()
 

@@ -11,17 +11,21 @@ from there, whichever process works it.
 
 The two talk over one Unix socket pair, in length-prefixed JSON frames ("t" says what):
 
-  serve -> work: `settings` (first; pickled), `spooled` (the running count of items spooled:
-                 wake up), `deliver` (outbox ids committed here), `presence` (staff online
-                 here), `metrics` (asks for the child's exposition), `stop`
+  serve -> work: `settings` (first; pickled, with the version of the rules it tested),
+                 `spooled` (the running count of items spooled: wake up), `deliver` (outbox
+                 ids committed here), `presence` (staff online here), `metrics` (asks for the
+                 child's exposition), `stop`
   work -> serve: `ready`, `event` (the child's hub events, for live views), `backlog` (pending
                  items, and the running count it has seen), `metrics`
 
 The child dies with its parent (PR_SET_PDEATHSIG on Linux, and the socket's end elsewhere), so
-a killed `hub serve` never leaves a second worker behind; `hub serve` starts the child without
-waiting for it (what arrives meanwhile is spooled and worked once it is up) and again whenever it
-ends by itself. Ids handed over while no child runs are kept and sent to the next one (and
-the outbox sweeper finds them anyway).
+a killed `hub serve` never leaves a second worker behind. `hub serve` launches the child first,
+so that it imports while the database is migrated, sends it its settings once that is done, and
+does not wait for it to come up (what arrives meanwhile is spooled and worked once it is up); it
+starts it again whenever it ends by itself. The child does not run the rules' tests again for
+the version `hub serve` tested, and readies its parse process while it reads the rules. Ids
+handed over while no child runs are kept and sent to the next one (and the outbox sweeper
+finds them anyway).
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ class WorkProcess:
         self.jobs = LinkJobs(self)
         self._hub: Hub | None = None
         self._link: Link | None = None
+        self._launched: Link | None = None  # a child started early, not yet sent its settings
         self._process: asyncio.subprocess.Process | None = None
         self._waiting_ids: set[int] = set()  # handed over while no child was there
         self._spooled = 0  # items this process spooled, running count
@@ -161,7 +166,14 @@ class WorkProcess:
                           RESTART_SECONDS)
             await asyncio.sleep(RESTART_SECONDS)
 
-    async def _spawn(self) -> None:
+    async def launch(self) -> None:
+        """Starts the child before `start`, so that it imports (most of its start-up) while this
+        process migrates the database and reads its rules. It touches nothing until `start`
+        sends its settings."""
+        if self._launched is None:
+            self._launched = await self._exec()
+
+    async def _exec(self) -> Link:
         serving, working = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -170,8 +182,12 @@ class WorkProcess:
         finally:
             working.close()
         reader, writer = await asyncio.open_unix_connection(sock=serving)
-        link = Link(reader, writer)
-        link.send("settings", pickled=base64.b64encode(pickle.dumps(self.settings)).decode())
+        return Link(reader, writer)
+
+    async def _spawn(self) -> None:
+        link, self._launched = self._launched or await self._exec(), None
+        link.send("settings", pickled=base64.b64encode(pickle.dumps(self.settings)).decode(),
+                  rules=self._hub.rules.version if self._hub and self._hub.rules else None)
         try:
             async with asyncio.timeout(START_SECONDS):
                 ready = await link.receive()
@@ -265,6 +281,9 @@ class WorkProcess:
             self._link.send("stop")
         elif self._process is not None and self._process.returncode is None:
             self._process.terminate()  # still coming up: it has nothing to finish
+        if self._launched is not None:
+            await self._launched.close()
+            self._launched = None
         await self._end_process(STOP_SECONDS)
         for task in self._tasks:
             task.cancel()
@@ -407,13 +426,15 @@ async def _work(fd: int) -> int:
     settings = pickle.loads(base64.b64decode(first["pickled"]))  # noqa: S301
     configure_logging(settings)
     hub = Hub(settings)
+    hub.spool_worker.warm()  # the parse process comes up on the other core while rules load
     LinkRelay(hub.events, link)
     # Nobody answers senders on this loop: no quiet gap to wait for, no pause between batches;
     # batches stay small while items arrive, so SQLite's write lock is let go of often.
     hub.spool_worker.policy = WorkPolicy(quiet=settings.spool.quiet_ms / 1000, max_delay=0.0,
                                          share=1.0)
-    await hub.prepare(leading=False)
-    await hub.start(listeners=False, work=True)
+    tested = first.get("rules")
+    await hub.prepare(leading=False, rules_tested=tested if isinstance(tested, str) else None)
+    await hub.start(listeners=False, work=True, prepared=True)
     tune_after_start()
     child = _Child(hub, link)
     link.send("ready")

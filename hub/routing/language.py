@@ -36,6 +36,12 @@ def _detector(codes: frozenset[str]) -> Any:
     return LanguageDetectorBuilder.from_iso_codes_639_1(*isos).build()
 
 
+def warm(codes: frozenset[str]) -> None:
+    """Loads the detector for `codes` now: lingua loads its models (most of a second) with the
+    first text it is given."""
+    detect("A sentence to load the language models with.", codes)
+
+
 def supported(code: str) -> bool:
     from lingua import IsoCode639_1
 

@@ -2,20 +2,24 @@
 `--full`):
 `hub serve` starts one child that works the spool and delivers, at a lower priority; mail that
 `hub serve` acknowledged is worked there; `/metrics` shows both processes' counts; a child that
-dies is started again and the mail goes on; a `hub serve` killed with SIGKILL leaves no child
-behind."""
+dies is started again and the mail goes on; a `hub serve` killed with SIGKILL, or whose start
+fails after the child was launched, leaves no child behind."""
 
 from __future__ import annotations
 
 import os
 import signal
 import smtplib
+import socket
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from hub.cli import ListenError, _serve
+from hub.config import Settings
+from hub.workprocess import WorkProcess
 from tests.e2e.test_sigkill import city, serve, settled  # noqa: F401  (city: a fixture)
 
 pytestmark = pytest.mark.slow_e2e  # on one backend unless --full
@@ -96,3 +100,28 @@ def test_the_work_process_works_what_serve_acknowledged_and_comes_back_if_it_die
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+
+
+async def test_a_start_that_fails_after_the_child_was_launched_ends_the_child(
+        settings_data: dict[str, dict[str, object]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child is launched first, to import while `hub serve` migrates and reads its rules.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    settings_data["http"] = {"host": "127.0.0.1", "port": taken.getsockname()[1]}
+    settings_data["database"]["migrate_on_start"] = True
+    launched: list[WorkProcess] = []
+    launch = WorkProcess.launch
+
+    async def spy(self: WorkProcess) -> None:
+        launched.append(self)
+        await launch(self)
+
+    monkeypatch.setattr(WorkProcess, "launch", spy)
+    try:
+        with pytest.raises(ListenError, match=r"http\.port"):
+            await _serve(Settings.model_validate(settings_data))
+    finally:
+        taken.close()
+    (work,) = launched
+    assert work._process is not None and work._process.returncode is not None

@@ -17,6 +17,8 @@ from sqlalchemy.orm import undefer
 from hub.adapters.base import FetchLater
 from hub.app import Hub
 from hub.model import InboundMessage, LanguageGuess, SpoolItem, ThreadHints, utcnow
+from hub.parsepool import ParsePool
+from hub.routing import language
 from hub.spool import (
     FETCH_ATTEMPTS,
     MAX_ATTEMPTS,
@@ -133,6 +135,34 @@ async def test_the_worker_hands_over_each_message_with_its_language_guessed(
     assert await worker(hub, spool, language_codes=lambda: codes).drain() == 2
     assert [m.language_guess for m in handed] == [LanguageGuess(codes, "es"),
                                                   LanguageGuess(codes, "en")]
+
+
+class HeldPool(ParsePool):
+    """A parse pool that records what it is asked to run and holds it until let go."""
+
+    def __init__(self) -> None:
+        super().__init__(processes=1)
+        self.asked: list[tuple[Any, tuple[Any, ...]]] = []
+        self.go = asyncio.Event()
+
+    async def run_each(self, calls: Any) -> list[Any]:
+        self.asked.extend(calls)
+        await self.go.wait()
+        return [None for _ in calls]
+
+
+@pytest.mark.parametrize("codes", [frozenset({"en", "es"}), frozenset()])
+async def test_starting_readies_the_parse_process_without_waiting_for_it(
+        hub: Hub, codes: frozenset[str]) -> None:
+    pool = HeldPool()
+    work = worker(hub, Spool(hub.db), pool=pool, language_codes=lambda: codes)
+    await asyncio.wait_for(work.start(), 5)  # returns while the warm-up is still held
+    await asyncio.sleep(0)
+    assert pool.asked[0][0] is parse  # the parsers' imports, on an empty payload
+    # lingua's models only for rules that ask for a language
+    assert [args for fn, args in pool.asked if fn is language.warm] == ([(codes,)] if codes
+                                                                        else [])
+    await asyncio.wait_for(work.stop(), 5)  # a warm-up still held does not hold the stop
 
 
 async def test_working_an_item_twice_stores_it_once(hub: Hub) -> None:

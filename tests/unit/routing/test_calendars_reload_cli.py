@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from hub.routing import cli
 from hub.routing.calendars import Calendar, parse_interval
 from hub.routing.textmatch import TriggerScanner, norm, regex_triggers
@@ -89,6 +91,21 @@ def test_reload_good_change_goes_live_bad_change_is_refused(tmp_path: Path) -> N
     assert any("roads.toml:6: unknown queue 'nowhere'" in str(e) for e in reloader.errors)
     assert reloader.decide(ctx("pothole")).queue == "waste"  # the old rules still route
     assert reloader.status()["errors"]
+
+
+def test_a_version_tested_elsewhere_is_not_tested_again_and_any_other_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `hub serve` ran the rules' tests; its work process loads the same files without them.
+    root = write_rules(tmp_path / "r", {"roads.toml": ROADS.format(q="roads")})
+    served = RuleReloader(root)
+    assert served.reload()
+    ran: list[str] = []
+    monkeypatch.setattr("hub.routing.watch.run_tests",
+                        lambda ruleset: (ran.append(ruleset.version), (0, []))[1])
+    work = RuleReloader(root, tested=served.version)
+    assert work.reload() and work.version == served.version and ran == []
+    (root / "roads.toml").write_text(ROADS.format(q="waste"))  # changed since: tested here
+    assert work.reload() and ran == [work.version] and work.version != served.version
 
 
 def test_never_valid_folder_routes_to_the_default_queue(tmp_path: Path) -> None:
