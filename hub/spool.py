@@ -318,6 +318,8 @@ class SpoolWorker:
         self._batch = batch
         self._strikes: dict[int, int] = {}
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # clear while a backlog is being worked
+        self._idle.set()
         self._working = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._warmed = False
@@ -398,22 +400,37 @@ class SpoolWorker:
                 # Look anyway: another process may have spooled or retried an item.
                 await self._count_pending()
             self._wake.clear()
-            waiting_since = time.monotonic()
-            while True:
-                await self._give_way(waiting_since)
-                started = time.monotonic()
-                worked = await self.work_batch()
-                now = time.monotonic()
-                await asyncio.sleep(self.policy.pause_after(now - started, now,
-                                                            self.spool.last_put))
-                if worked < 0:  # the database is away: back off, then try again
-                    self._retry_delay = min(30.0, max(0.5, self._retry_delay * 2))
-                    await asyncio.sleep(self._retry_delay)
-                    continue
-                self._retry_delay = 0.0
-                if worked == 0:
-                    break
+            self._idle.clear()
+            try:
+                await self._work_backlog()
+            finally:
+                self._idle.set()
             await self._sleep_until_next_retry()
+
+    async def _work_backlog(self) -> None:
+        waiting_since = time.monotonic()
+        while True:
+            await self._give_way(waiting_since)
+            started = time.monotonic()
+            worked = await self.work_batch()
+            now = time.monotonic()
+            await asyncio.sleep(self.policy.pause_after(now - started, now, self.spool.last_put))
+            if worked < 0:  # the database is away: back off, then try again
+                self._retry_delay = min(30.0, max(0.5, self._retry_delay * 2))
+                await asyncio.sleep(self._retry_delay)
+                continue
+            self._retry_delay = 0.0
+            if worked == 0:
+                return
+
+    async def idle(self, within: float) -> None:
+        """Returns when no backlog is being worked here (at once if none is), or after
+        `within` seconds at most."""
+        if self._idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._idle.wait()
 
     async def _give_way(self, waiting_since: float) -> None:
         # A deadline that moves with every arrival, not an event: sleeping on it is the point.

@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 SENDS = 16  # sends under way at once per process (also the relay sessions kept open)
 BATCH = 64  # ids per claiming statement, outcomes per recording transaction, at most
+# While this process works a spool backlog, a send waits (up to this long) before it is
+# claimed: the burst is routed first (each mail's acknowledgment is queued with it), and the
+# two no longer take turns on one loop and one write lock. Bounded, so a staff reply is never
+# held behind an endless backlog.
+INTAKE_FIRST_SECONDS = 5.0
 _OUTCOME = {OutboxState.SENT.value: "sent", OutboxState.PENDING.value: "retry",
             OutboxState.DEAD.value: "dead"}
 K = TypeVar("K")
@@ -128,6 +133,7 @@ class DeliveryRunner:
 
     async def deliver_one(self, outbox_id: int) -> str:
         """"sent", "retry", "dead", or "skipped" when the item is not ours to send now."""
+        await self.hub.spool_worker.idle(within=INTAKE_FIRST_SECONDS)
         async with self._in_hand:
             item = await self._write(outbox_id)
             if item is None:

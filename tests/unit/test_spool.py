@@ -165,6 +165,35 @@ async def test_starting_readies_the_parse_process_without_waiting_for_it(
     await asyncio.wait_for(work.stop(), 5)  # a warm-up still held does not hold the stop
 
 
+async def test_idle_answers_at_once_with_no_backlog_and_waits_while_one_is_worked_but_not_long(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a send waits for before it is claimed (hub.workers.delivery).
+    spool = Spool(hub.db)
+    await spool.put(item("+15550000001", "the bin was not emptied"))
+    entered, stored = asyncio.Event(), asyncio.Event()
+    accept_many = hub.intake.accept_many
+
+    async def held(msgs: list[InboundMessage]) -> list[Any]:
+        entered.set()
+        await stored.wait()
+        return await accept_many(msgs)
+
+    monkeypatch.setattr(hub.intake, "accept_many", held)
+    work = worker(hub, spool)
+    await asyncio.wait_for(work.idle(within=30), 1)  # nothing to work: at once
+    await work.start()
+    try:
+        await asyncio.wait_for(entered.wait(), 5)
+        waiting = asyncio.create_task(work.idle(within=30))
+        await asyncio.wait_for(work.idle(within=0.05), 5)  # bounded: returns while it works
+        assert not waiting.done()
+        stored.set()
+        await asyncio.wait_for(waiting, 5)
+        assert await inbound_texts(hub) == ["the bin was not emptied"]
+    finally:
+        await work.stop()
+
+
 async def test_working_an_item_twice_stores_it_once(hub: Hub) -> None:
     spool = Spool(hub.db)
     receipt = await spool.put(item("+15550000001", "pothole"))

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis import Redis
 from rq import SimpleWorker
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from hub.jobs import RQJobs
 from hub.model import utcnow
 from hub.outbound import outbox_id_for, queue_outbound
 from hub.storage.tables import Conversation, DeliveryEvent, Message, OutboxItem
-from hub.workers.delivery import backoff_seconds, deliver_async
+from hub.workers.delivery import INTAKE_FIRST_SECONDS, backoff_seconds, deliver_async
 from hub.workers.maintenance import sweep_outbox
 from tests.support.adapter import RecordingAdapter, inbound
 from tests.support.services import RedisServer
@@ -64,6 +65,24 @@ async def test_a_job_that_runs_twice_sends_once(hub: Hub, adapter: RecordingAdap
     assert sorted(outcomes) == ["sent", "skipped", "skipped", "skipped", "skipped"]
     assert await deliver_async(hub, outbox_id) == "skipped"
     assert len(adapter.sent) == 1
+
+
+async def test_a_send_is_claimed_only_once_the_spool_backlog_here_is_worked(
+        hub: Hub, adapter: RecordingAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, outbox_id = await reply(hub)
+    worked = asyncio.Event()
+    asked: list[float] = []
+
+    async def idle(within: float) -> None:
+        asked.append(within)
+        await worked.wait()
+
+    monkeypatch.setattr(hub.spool_worker, "idle", idle)
+    sending = asyncio.create_task(deliver_async(hub, outbox_id))
+    await asyncio.sleep(0.2)
+    assert adapter.sent == [] and (await outbox(hub, outbox_id)).attempts == 0  # not claimed
+    worked.set()
+    assert await sending == "sent" and asked == [INTAKE_FIRST_SECONDS]
 
 
 async def test_transient_failures_retry_with_backoff_then_send(hub: Hub,
