@@ -42,8 +42,9 @@ class RuleReloader:
                  tested: str | None = None) -> None:
         self.rules_dir = Path(rules_dir)
         self.default_queue = default_queue
-        # A version whose tests passed in another process (`hub serve`'s, for its work process):
-        # the same files decide the same way, so they are not run again here.
+        # A version whose tests passed in another process just now (`hub serve`'s, for its work
+        # process): the same files decide the same way, so they are not run again at the first
+        # load. Later loads all run them: the tests themselves may have changed since.
         self.tested = tested
         self.current: RuleSet | None = None
         self.errors: list[RuleError] = []
@@ -99,7 +100,8 @@ class RuleReloader:
             ruleset = load_rules(self.rules_dir, default_queue=self.default_queue)
         except RuleSetInvalid as exc:
             return None, exc.errors
-        if ruleset.version == self.tested:
+        tested, self.tested = self.tested, None
+        if ruleset.version == tested:
             return ruleset, []
         _count, failures = run_tests(ruleset)
         return (None, failures) if failures else (ruleset, [])

@@ -106,6 +106,8 @@ def test_a_version_tested_elsewhere_is_not_tested_again_and_any_other_is(
     assert work.reload() and work.version == served.version and ran == []
     (root / "roads.toml").write_text(ROADS.format(q="waste"))  # changed since: tested here
     assert work.reload() and ran == [work.version] and work.version != served.version
+    (root / "roads.toml").write_text(ROADS.format(q="roads"))  # back: its tests may differ now
+    assert work.reload() and ran[-1] == served.version == work.version
 
 
 def test_never_valid_folder_routes_to_the_default_queue(tmp_path: Path) -> None:
