@@ -171,7 +171,10 @@ class WorkProcess:
         process migrates the database and reads its rules. It touches nothing until `start`
         sends its settings."""
         if self._launched is None:
-            self._launched = await self._exec()
+            try:
+                self._launched = await self._exec()
+            except OSError as exc:  # `start` tries again, and again, as for any failed start
+                log.error("the work process could not be launched (%s)", exc)
 
     async def _exec(self) -> Link:
         serving, working = socket.socketpair()

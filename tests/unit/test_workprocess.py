@@ -1,5 +1,6 @@
 """The pieces of embedded mode's work process that need no second process: the framed link
-between `hub serve` and its child, and one /metrics made of both processes' metrics."""
+between `hub serve` and its child, one /metrics made of both processes' metrics, and a launch
+that fails."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import asyncio
 import socket
 import struct
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from hub.workprocess import Link, merged_metrics
+from hub.config import Settings
+from hub.workprocess import Link, WorkProcess, merged_metrics
 
 
 def exposition(inbound: int, pending: int, seconds: list[float]) -> bytes:
@@ -62,3 +65,19 @@ async def test_the_link_carries_messages_both_ways_and_ends_on_a_bad_frame() -> 
     assert await b.receive() is None  # the other side is gone
     assert not a.send("deliver", ids=[3])
     await b.close()
+
+
+async def test_a_child_that_cannot_be_launched_early_does_not_stop_the_start(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # `hub serve` launches the child before it migrates; a refusal there is logged, and `start`
+    # tries again as it does for any failed start, while `hub serve` answers.
+    work = WorkProcess(settings)
+
+    async def refused() -> Link:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(work, "_exec", refused)
+    await work.launch()
+    assert work._launched is None
+    assert "could not be launched (Resource temporarily unavailable)" in caplog.text
