@@ -12,7 +12,7 @@ and end, and its memory by process every `--rss-every` seconds (is it flat over 
 run: `--seconds 300`?).
 
 A hub that has just started works its first mail only once its work process is up and its
-parse process warm (about 2 s here). That is a start, not a steady state: the paced run
+parse process warm (under a second here). That is a start, not a steady state: the paced run
 begins when a first mail is visible, and how long that took is printed on its own. `--cold`
 paces from the moment the hub listens, as a restart under load would.
 

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 FRAME = struct.Struct("!I")
 MAX_FRAME = 16 * 1024 * 1024
-START_SECONDS = 60.0  # the child imports, reads the rule folder and warms its parse process
+START_SECONDS = 60.0  # the child imports and reads the rule folder (its parse process warms after)
 STOP_SECONDS = 30.0  # sends under way finish and are recorded
 RESTART_SECONDS = 1.0
 REPORT_SECONDS = 0.2
