@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from hub.storage.onetrip import ONE_TRIP_DBAPI
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
@@ -115,10 +117,12 @@ class Database:
         if self.is_sqlite:
             _ensure_sqlite_dir(url)
             self.write_engine = create_async_engine(
-                url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120
+                url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120,
+                module=ONE_TRIP_DBAPI,
             )
             _sqlite_pragmas(self.write_engine.sync_engine, immediate=True)
-            self.read_engine = create_async_engine(url, echo=echo, pool_size=pool_size)
+            self.read_engine = create_async_engine(url, echo=echo, pool_size=pool_size,
+                                                   module=ONE_TRIP_DBAPI)
             _sqlite_pragmas(self.read_engine.sync_engine, immediate=False)
         else:
             # No JIT: the hub's statements are short, and JIT compiling one costs ~0.8 s.
