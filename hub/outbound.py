@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.model import DeliveryStatus, Direction, OutboxState, utcnow
 from hub.routing.timers import cancel_timers
 from hub.storage.ids import ids
-from hub.storage.rows import add_row
+from hub.storage.rows import add_row, write_rows_now
 from hub.storage.tables import Attachment, Conversation, Identity, Message, OutboxItem
 
 
@@ -191,14 +191,13 @@ async def enqueue_outbound(
 async def add_outbox_row(session: AsyncSession, message: Message) -> int:
     """The outbox row that has the delivery send `message` (already added, id allocated)."""
     outbox_id = await ids(session).next("outbox")
-    session.add(OutboxItem(
-        id=outbox_id,
-        message_id=message.id,
-        channel=message.channel,
-        state=OutboxState.PENDING.value,
-        next_attempt_at=message.created_at,
-        idempotency_key=secrets.token_hex(16),
-    ))
+    # Nothing reads it back before the commit: written then, with the batch's other outbox
+    # rows in one statement, instead of an ORM object and a flush of its own.
+    now = utcnow()
+    add_row(session, OutboxItem, id=outbox_id, message_id=message.id, channel=message.channel,
+            state=OutboxState.PENDING.value, attempts=0, next_attempt_at=message.created_at,
+            locked_until=None, last_error=None, idempotency_key=secrets.token_hex(16),
+            created_at=now, updated_at=now)
     return outbox_id
 
 
@@ -209,6 +208,7 @@ async def queue_outbound(session: AsyncSession, conversation: Conversation, body
 
 
 async def outbox_id_for(session: AsyncSession, message_id: int) -> int:
+    await write_rows_now(session)  # the outbox row may be held until the commit (add_outbox_row)
     outbox_id = await session.scalar(select(OutboxItem.id).where(OutboxItem.message_id == message_id))
     assert outbox_id is not None
     return outbox_id
