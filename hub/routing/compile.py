@@ -67,6 +67,7 @@ class Facts:
         self._trig: dict[str, frozenset[str]] = {}
         self._lang: tuple[str | None] | None = None
         self._local: dict[str, datetime] = {}
+        self._recent: dict[int, int] = {}  # days -> count: a clause and its trace both ask
 
     def raw(self, name: str) -> str:
         if name not in self._raw:
@@ -112,8 +113,10 @@ class Facts:
         return fields.get(name) if isinstance(fields, dict) else None
 
     def recent(self, days: int) -> int:
-        since = self.ctx.now - timedelta(days=days)
-        return sum(1 for t in self.ctx.recent_inbound if t >= since)
+        if days not in self._recent:
+            since = self.ctx.now - timedelta(days=days)
+            self._recent[days] = sum(1 for t in self.ctx.recent_inbound if t >= since)
+        return self._recent[days]
 
 
 @dataclass(slots=True)
