@@ -39,7 +39,7 @@ from sqlalchemy import func, select
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script: bench.mails and bench.peers are importable
 from bench.delivery import wait_until_sent  # noqa: E402
-from bench.served import child_server, cpu_seconds, hub_main, on_free_port  # noqa: E402
+from bench.served import child_server, cpu_by_role, hub_main, on_free_port  # noqa: E402
 
 DOMAIN = "city.example"
 PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -147,21 +147,28 @@ async def hub_round(backend: str, pg_url: str, mails: list[bytes], concurrency: 
         async with child_server("hub", hub_main, (settings,), workdir / "hub.log") as hub, \
                 polling(url) as db:
             base = await warmed_up(hub.port("smtp"), db)
-            cpu_before = cpu_seconds(hub.pid)
+            cpu_before = cpu_by_role(hub.pid)
+            poller_before = time.process_time()
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             send_seconds, errors = await loop.run_in_executor(
                 None, lambda: pool.apply(send_all, (hub.port("smtp"), mails, concurrency)))
             counts = await inbound_at_least(db, base[0] + len(mails))
             seconds = time.perf_counter() - started
-            cpu = cpu_seconds(hub.pid) - cpu_before
+            cpu = {role: seconds - cpu_before.get(role, 0.0)
+                   for role, seconds in cpu_by_role(hub.pid).items()}
+            poller = time.process_time() - poller_before
             inbound, conversations, acks = (now - then for now, then in zip(counts, base,
                                                                             strict=True))
             await wait_for_acks((inbound, conversations, acks))
             await wait_until_sent(url, counts[2])  # the acknowledgments at the relay too
             out_seconds = time.perf_counter() - started
     figures = {"inbound": inbound, "conversations": conversations, "acks": acks,
-               "send_errors": errors, "hub_cpu_ms_per_mail": round(cpu * 1000 / len(mails), 2),
+               "send_errors": errors,
+               "hub_cpu_ms_per_mail": round(sum(cpu.values()) * 1000 / len(mails), 2),
+               "of_which": {role: round(seconds * 1000 / len(mails), 2)
+                            for role, seconds in sorted(cpu.items())},
+               "bench_poller_cpu_ms_per_mail": round(poller * 1000 / len(mails), 2),
                "acks_sent_per_s": round(len(mails) / out_seconds, 1)}
     return len(mails) / seconds, len(mails) / send_seconds, figures
 

@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -141,7 +141,17 @@ def rss_bytes(root: int) -> int:
 def rss_by_role(root: int) -> dict[str, int]:
     """Resident memory of `root` ("serve") and its live descendants by role: "work" (the work
     process), "other" (the parse process and its fork server)."""
-    roles: dict[str, int] = {}
+    return _by_role(root, lambda fields: int(fields[21]) * PAGE)
+
+
+def cpu_by_role(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) of `root` and its live descendants, by the roles of
+    `rss_by_role`: where an intake's CPU goes."""
+    return _by_role(root, lambda fields: (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+
+
+def _by_role(root: int, measure: Callable[[list[str]], Any]) -> dict[str, Any]:
+    roles: dict[str, Any] = {}
     for pid, fields in _tree(root):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -149,5 +159,5 @@ def rss_by_role(root: int) -> dict[str, int]:
         except OSError:
             continue
         role = "serve" if pid == root else "work" if b"hub.workprocess" in command else "other"
-        roles[role] = roles.get(role, 0) + int(fields[21]) * PAGE
+        roles[role] = roles.get(role, 0) + measure(fields)
     return roles
