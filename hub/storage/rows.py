@@ -8,9 +8,11 @@ back); a batch of a hundred messages writes some six hundred such rows.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, event, insert
+from sqlalchemy import MetaData, Table, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -36,13 +38,23 @@ def _write_rows(session: Session) -> None:
         return
     session.flush()  # the rows they refer to first
     connection = session.connection()
-    for table, rows in session.info.pop(_KEY).items():
+    held = session.info.pop(_KEY)
+    # Tables a row refers to before the tables that refer to them (an outbox row after its
+    # message), whatever order the rows were held in.
+    for table in sorted(held, key=_rank(next(iter(held)).metadata)):
+        rows = held[table]
         # Rows with different keys would need different statements: group them by their keys.
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for row in rows:
             shapes.setdefault(tuple(sorted(row)), []).append(row)
         for same in shapes.values():
             connection.execute(insert(table), same)
+
+
+@functools.cache
+def _rank(metadata: MetaData) -> Callable[[Table], int]:
+    order = {table: rank for rank, table in enumerate(metadata.sorted_tables)}
+    return order.__getitem__
 
 
 @event.listens_for(Session, "after_soft_rollback")
