@@ -157,23 +157,21 @@ async def enqueue_outbound(
     if await is_opted_out(session, channel, recipient):
         raise OptedOut(f"the citizen opted out of {channel} messages")
     now = utcnow()
-    allocate = ids(session)
-    message = Message(
-        id=await allocate.next("messages"),
-        conversation_id=conversation.id,
-        direction=Direction.OUTBOUND.value,
-        channel=channel,
-        recipient=recipient,
-        subject=subject,
-        body=body,
-        automatic=automatic,
-        staff_id=staff_id,
-        delivery_status=DeliveryStatus.QUEUED.value,
-        flags=[],
-        meta={},
-        created_at=now,
-    )
-    session.add(message)
+    values: dict[str, Any] = {
+        "id": await ids(session).next("messages"), "conversation_id": conversation.id,
+        "direction": Direction.OUTBOUND.value, "channel": channel, "recipient": recipient,
+        "subject": subject, "body": body, "automatic": automatic, "staff_id": staff_id,
+        "delivery_status": DeliveryStatus.QUEUED.value, "flags": [], "meta": {},
+        "created_at": now,
+    }
+    message = Message(**values)
+    if automatic and not attachments:
+        # An acknowledgment or auto-reply, which its transaction does not read back: held
+        # and written at the commit with the batch's others (hub.storage.rows), like the
+        # inbound message it answers, instead of an ORM object flushed on its own.
+        add_row(session, Message, **values)
+    else:
+        session.add(message)
     for stored in attachments:  # written with the message, in its transaction
         add_row(session, Attachment, message_id=message.id, filename=stored.filename,
                 content_type=stored.content_type, size=stored.size, sha256=stored.sha256,
