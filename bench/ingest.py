@@ -128,14 +128,20 @@ async def fresh_database(backend: str, pg_url: str,
 
 async def worked(db: Any) -> tuple[int, int, int]:
     """(inbound messages, conversations, acknowledgment outbox rows) in a hub's database."""
-    from hub.storage.tables import Conversation, Message, OutboxItem
+    from hub.storage.tables import Conversation, OutboxItem
 
     async with db.read() as session:
-        inbound = await session.scalar(select(func.count()).select_from(Message)
-                                       .where(Message.direction == "inbound"))
+        inbound = await _inbound(session)
         conversations = await session.scalar(select(func.count()).select_from(Conversation))
         acks = await session.scalar(select(func.count()).select_from(OutboxItem))
-    return int(inbound or 0), int(conversations or 0), int(acks or 0)
+    return inbound, int(conversations or 0), int(acks or 0)
+
+
+async def _inbound(session: Any) -> int:
+    from hub.storage.tables import Message
+
+    return int(await session.scalar(select(func.count()).select_from(Message)
+                                    .where(Message.direction == "inbound")) or 0)
 
 
 async def hub_round(backend: str, pg_url: str, mails: list[bytes], concurrency: int,
@@ -198,12 +204,14 @@ async def warmed_up(port: int, db: Any) -> tuple[int, int, int]:
 
 
 async def inbound_at_least(db: Any, wanted: int) -> tuple[int, int, int]:
-    """The counts of `worked`, once there are `wanted` inbound messages."""
-    counts = await worked(db)
-    while counts[0] < wanted:
+    """The counts of `worked`, once there are `wanted` inbound messages. Only that one is
+    counted while waiting: the bench's polling takes CPU from the hub on the same cores."""
+    while True:
+        async with db.read() as session:
+            if await _inbound(session) >= wanted:
+                break
         await asyncio.sleep(0.05)
-        counts = await worked(db)
-    return counts
+    return await worked(db)
 
 
 async def wait_for_acks(counts: tuple[int, int, int]) -> None:
