@@ -72,45 +72,33 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
-        async with self._adapt_connection._execute_mutex:
-            outcome = await self._trip(_execute, operation, parameters)
-        self._keep(outcome)
+        await self._trip(False, operation, parameters)
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
-        async with self._adapt_connection._execute_mutex:
-            outcome = await self._trip(_executemany, operation, seq_of_parameters)
-        self._keep(outcome)
+        await self._trip(True, operation, seq_of_parameters)
 
-    async def _trip(self, work: Any, operation: Any, parameters: Any) -> _Outcome:
+    async def _trip(self, many: bool, operation: Any, parameters: Any) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         raw = connection._conn  # aiosqlite's sqlite3 connection, used on its own thread only
-        outcome: _Outcome = await connection._execute(work, raw, operation, parameters)
-        return outcome
-
-    def _keep(self, outcome: _Outcome) -> None:
+        async with self._adapt_connection._execute_mutex:
+            outcome = await connection._execute(_execute, raw, many, operation, parameters)
         self._description, self._rowcount, self._lastrowid, rows = outcome
         if rows is not None:
             self._rows = collections.deque(rows)
 
 
-def _execute(raw: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
+def _execute(raw: sqlite3.Connection, many: bool, operation: str, parameters: Any) -> _Outcome:
+    """The whole statement, on aiosqlite's thread: cursor, execute, rows, close."""
     cursor = raw.cursor()
     try:
-        if parameters is None:
+        if many:
+            cursor.executemany(operation, parameters)
+        elif parameters is None:
             cursor.execute(operation)
         else:
             cursor.execute(operation, parameters)
         rows = cursor.fetchall() if cursor.description else None
         return cursor.description, cursor.rowcount, cursor.lastrowid, rows
-    finally:
-        cursor.close()
-
-
-def _executemany(raw: sqlite3.Connection, operation: str, seq_of_parameters: Any) -> _Outcome:
-    cursor = raw.cursor()
-    try:
-        cursor.executemany(operation, seq_of_parameters)
-        return cursor.description, cursor.rowcount, cursor.lastrowid, None
     finally:
         cursor.close()
 
