@@ -4,6 +4,8 @@
 # then pytest over the whole suite (storage tests run on SQLite and on PostgreSQL).
 # Extra arguments go to pytest. HUB_TEST_POSTGRES_URL=postgresql+asyncpg://... uses that server;
 # HUB_TEST_BACKENDS=sqlite skips PostgreSQL; --full (or HUB_TEST_FULL=1) runs slow_e2e on both.
+# Tests run in one pytest-xdist process per core (HUB_TEST_WORKERS=N picks N; 0 runs them in
+# this process): many wait on child processes, browsers and sockets, so the cores stay busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -19,7 +21,7 @@ if [[ -z "${HUB_TEST_POSTGRES_URL:-}" && "${HUB_TEST_BACKENDS:-postgres}" == *po
 fi
 
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "${HUB_TEST_WORKERS:-auto}" "$@"
 status=$?
 set -e
 exit $status
