@@ -17,7 +17,7 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.storage.tables import ApiToken, LoginFailure, Staff, WebSession
@@ -96,8 +96,12 @@ async def create_token(session: AsyncSession, staff: Staff) -> str:
 async def staff_for_token(session: AsyncSession, token: str) -> Staff | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
-    # only the staff row is built: the token row is a condition, never read
-    return await session.scalar(
-        select(Staff).join(ApiToken, ApiToken.staff_id == Staff.id)
-        .where(ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None),
-               Staff.active.is_(True)))
+    return await session.scalar(_STAFF_FOR_DIGEST, {"digest": token_digest(token)})
+
+
+# Built once: every API request asks it, and building the statement and its cache key again
+# cost as much as running it. Only the staff row is built: the token row is a condition.
+_STAFF_FOR_DIGEST = (
+    select(Staff).join(ApiToken, ApiToken.staff_id == Staff.id)
+    .where(ApiToken.token_hash == bindparam("digest"), ApiToken.revoked_at.is_(None),
+           Staff.active.is_(True)))
