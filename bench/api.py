@@ -358,8 +358,8 @@ async def measure(clients: Clients, seeded: Seeded, requests: int,
 
 @asynccontextmanager
 async def database(backend: str, root: Path, pg_url: str, label: str) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{root / f'{label}.db'}"
+    if backend == "sqlite":  # a file of its own each time (-n 1000 seeds two of 1,000)
+        yield f"sqlite+aiosqlite:///{root / f'{label}-{uuid.uuid4().hex[:8]}.db'}"
         return
     name = f"hub_bench_api_{uuid.uuid4().hex[:8]}"
     admin = pg_url.replace("postgresql+asyncpg://", "postgresql://")
@@ -388,7 +388,7 @@ async def seeded_database(backend: str, n: int, pg_url: str,
 async def one_size(backend: str, n: int, args: argparse.Namespace,
                    root: Path) -> dict[str, list[float]]:
     async with seeded_database(backend, n, args.pg_url, root) as (url, seeded, token), \
-            served(url, root / f"data-{backend}-{n}") as base, \
+            served(url, root / f"data-{backend}-{n}-{uuid.uuid4().hex[:8]}") as base, \
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(
                 limit=args.concurrency)) as session:
         clients = Clients(base, token, args.concurrency, session)
