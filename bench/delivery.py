@@ -443,7 +443,8 @@ def main() -> None:
     print(f"{'(c) embedded, in-process jobs, SQLite':<44} {local:7.0f} {local / bare:7.2f} "
           f"{c_mails:6d} {c_conns:6d} {c_dups:5d}")
     print("mails/conns/dups: what the sink relay received, the connections opened to it, and "
-          "Message-IDs it saw twice.\nRQ SimpleWorker on no-op jobs (no fork per job, as "
+          "Message-IDs it saw twice;\nfor (b), over both of its runs (twice the replies)."
+          "\nRQ SimpleWorker on no-op jobs (no fork per job, as "
           "`hub worker` runs) bounds what one RQ job per reply can reach.")
 
 
