@@ -12,14 +12,12 @@ be enforced there; the parsers' own caps still bound it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
 import pickle
 import select
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -111,34 +109,22 @@ def _exit_with(owner: int) -> None:
     Nothing else would: a pool worker waits on its queue, whose write end it holds itself, and
     its parent is the forkserver, which lives as long as any child holds its keep-alive pipe
     (every child does). A work process that was killed would leave its parse process and the
-    forkserver behind for good, two more each time `hub serve` starts it again.
+    forkserver behind for good, two more each time `hub serve` starts it again. Linux only
+    (pidfd), as the work process's own PR_SET_PDEATHSIG is.
     """
     try:
         pidfd = os.pidfd_open(owner)
     except ProcessLookupError:
         os._exit(0)
-    except (AttributeError, OSError):  # not Linux 5.3 or newer: look every second instead
-        pidfd = None
-    threading.Thread(target=_wait_for_end, args=(owner, pidfd), name="owner-watch",
+    except (AttributeError, OSError):
+        return
+    threading.Thread(target=_exit_when_readable, args=(pidfd,), name="owner-watch",
                      daemon=True).start()
 
 
-def _wait_for_end(owner: int, pidfd: int | None) -> None:
-    if pidfd is not None:
-        select.select([pidfd], [], [])  # readable once the owner has ended
-    else:
-        while _alive(owner):
-            time.sleep(1.0)
+def _exit_when_readable(pidfd: int) -> None:
+    select.select([pidfd], [], [])  # readable once the owner has ended
     os._exit(0)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(PermissionError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-    return True
 
 
 def _each(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
