@@ -57,6 +57,26 @@ def test_standard_replies_drop_the_quote() -> None:
         assert len(msg.text) < len(msg.full_text or ""), path.name
 
 
+def test_reply_split_is_the_librarys_own_on_every_corpus_text(corpus: list[CorpusMail]) -> None:
+    """The reply parser's patterns are built once and its header scan is skipped where no
+    header can be: the replies found are exactly those of mail-parser-reply as shipped."""
+    from mailparser_reply import EmailReplyParser
+
+    from hub.adapters.email import body
+
+    library = EmailReplyParser(languages=list(body.REPLY_LANGUAGES))
+    texts = [parse_email(mail.raw).full_text or "" for mail in corpus]
+    texts += ["Thanks.\n\n-----Original Message-----\nFrom someone", "好的\n2024年3月1日 写道\uff1a\n> 问",
+              "No reply header here, only words.", "On Monday\nAna wrote:\n> the question"]
+    with_header = 0
+    for text in texts:
+        ours = [(r.content, r.headers, r.signatures) for r in body._read(text).replies]
+        theirs = [(r.content, r.headers, r.signatures) for r in library.read(text).replies]
+        assert ours == theirs, text[:80]
+        with_header += any(headers for _, headers, _ in ours)
+    assert with_header > 50  # the corpus has replies of many clients: the header scan ran
+
+
 def test_multilanguage_reply_headers() -> None:
     german = ("Vielen Dank, das Schlagloch ist noch da.\n\n"
               "Am Mo., 2. Jan. 2023 um 10:00 Uhr schrieb Stadt <help@city.example>:\n"
