@@ -374,7 +374,9 @@ class _BoundedPolicy(EmailPolicy):
             return value
         value = _cut(name, _LINESEP_RE.sub("", value))
         if len(value) <= MAX_STRUCTURED_HEADER_CHARS:
-            return _parse_header(self.header_factory, name, value)
+            if _recurs(name):
+                return _parse_header(self.header_factory, name, value)
+            return self.header_factory(name, value)
         if _is_mime_header(name):
             return _PlainHeader(name, value)
         if name.lower() in _STRUCTURED:
@@ -410,7 +412,19 @@ class _PlainHeader(str):
         return header
 
 
-@lru_cache(maxsize=512)
+# Address and MIME headers recur from mail to mail (a citizen's From, the hub's own To, the
+# usual Content-Type), so their parses are shared. A Message-ID, Date or References is new
+# in every mail: cached, it would only push the recurring ones out.
+_RECURRING = frozenset({"from", "sender", "reply-to", "to", "cc", "delivered-to",
+                        "x-original-to", "mime-version"})
+
+
+def _recurs(name: str) -> bool:
+    key = name.lower()
+    return key in _RECURRING or key.startswith("content-")
+
+
+@lru_cache(maxsize=1024)
 def _parse_header(factory: HeaderRegistry, name: str, value: str) -> Any:
     return factory(name, value)  # header objects are immutable: safe to share between mails
 
