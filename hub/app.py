@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
@@ -113,7 +113,7 @@ class Hub:
             reopen_window=timedelta(days=settings.hub.reopen_window_days),
             survey_replies=ReplyAnswers(short, timedelta(days=settings.hub.survey_days)),
             acknowledger=self.acknowledger,
-            on_outbox=self.jobs.submit_delivery,
+            on_outbox=self._queued_by_intake,
             events=self.events,
             online=functools.partial(presence.online_staff_ids, self),
         )
@@ -134,6 +134,13 @@ class Hub:
         self._listeners: list[Any] = []
         self._loop_thread: _LoopThread | None = None
         self.work_process: WorkProcess | None = None  # `hub serve`'s child that works (embedded)
+
+    def _queued_by_intake(self, outbox_ids: Sequence[int]) -> None:
+        """Acknowledgments and auto-replies the intake just committed: delivered here when the
+        jobs are this process's, after the backlog they came with (hub.workers.delivery)."""
+        if self.jobs is self._local_jobs:
+            self.delivery.queued_by_intake(outbox_ids)
+        self.jobs.submit_delivery(outbox_ids)
 
     def _make_jobs(self) -> Jobs:
         if self.settings.redis.url:
@@ -156,7 +163,8 @@ class Hub:
         the ids its RQ jobs hand over."""
         if self._local_jobs is None:
             # More ids in hand than sends at once, so that claims and outcomes come in batches.
-            self._local_jobs = InProcessJobs(self.delivery.deliver_one, concurrency=LOCAL_JOBS)
+            self._local_jobs = InProcessJobs(self.delivery.deliver_one, concurrency=LOCAL_JOBS,
+                                             before_slot=self.delivery.hold_if_automatic)
         return self._local_jobs
 
     def router(self) -> Router:

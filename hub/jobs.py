@@ -43,8 +43,11 @@ class InProcessJobs:
     """Delivery as tasks on this process's loop (provider calls in threads): every job in
     embedded mode, and in a `hub worker` the ids its RQ jobs hand over."""
 
-    def __init__(self, deliver: Callable[[int], Awaitable[object]], concurrency: int = 8) -> None:
+    def __init__(self, deliver: Callable[[int], Awaitable[object]], concurrency: int = 8, *,
+                 before_slot: Callable[[int], Awaitable[object]] | None = None) -> None:
         self._deliver = deliver
+        # Waits that must not hold a slot: a held acknowledgment would keep a staff reply out.
+        self._before_slot = before_slot
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._queued: set[int] = set()  # ids with a task waiting or running
@@ -77,6 +80,8 @@ class InProcessJobs:
 
     async def _run(self, outbox_id: int) -> None:
         try:
+            if self._before_slot is not None:
+                await self._before_slot(outbox_id)
             async with self._slots:
                 await self._deliver(outbox_id)
         except Exception:

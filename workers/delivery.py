@@ -48,6 +48,10 @@ BATCH = 64  # ids per claiming statement, outcomes per recording transaction, at
 # two no longer take turns on one loop and one write lock. Bounded, so a staff reply is never
 # held behind an endless backlog.
 INTAKE_FIRST_SECONDS = 5.0
+# An acknowledgment or auto-reply that the intake queued in this process waits for the backlog
+# it came with, up to this long, before it takes a send slot: a burst is stored and routed
+# first, and the citizen hears back within a minute. A staff reply keeps the bound above.
+AUTOMATIC_HOLD_SECONDS = 60.0
 _OUTCOME = {OutboxState.SENT.value: "sent", OutboxState.PENDING.value: "retry",
             OutboxState.DEAD.value: "dead"}
 K = TypeVar("K")
@@ -127,6 +131,18 @@ class DeliveryRunner:
         self._in_hand = asyncio.Semaphore(2 * sends)
         self._write: Coalesced[int | Outcome, Claimed | None] = Coalesced(self._write_batch,
                                                                           batch)
+        self._automatic: set[int] = set()  # see queued_by_intake
+
+    def queued_by_intake(self, outbox_ids: Sequence[int]) -> None:
+        """Ids of automatic sends the intake committed here, to hold (`hold_if_automatic`)."""
+        self._automatic.update(outbox_ids)
+
+    async def hold_if_automatic(self, outbox_id: int) -> None:
+        """For an id from `queued_by_intake`: returns once no spool backlog is worked here, or
+        after AUTOMATIC_HOLD_SECONDS; at once for any other id."""
+        if outbox_id in self._automatic:
+            self._automatic.discard(outbox_id)
+            await self.hub.spool_worker.idle(within=AUTOMATIC_HOLD_SECONDS)
 
     async def deliver(self, outbox_ids: Sequence[int]) -> list[str]:
         return list(await asyncio.gather(*(self.deliver_one(i) for i in outbox_ids)))

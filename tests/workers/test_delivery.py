@@ -11,13 +11,19 @@ from redis import Redis
 from rq import SimpleWorker
 from sqlalchemy import select
 
+from hub.adapters.base import Capability
 from hub.app import Hub, set_worker_hub
 from hub.config import Settings
-from hub.jobs import RQJobs
+from hub.jobs import InProcessJobs, RQJobs
 from hub.model import utcnow
 from hub.outbound import outbox_id_for, queue_outbound
 from hub.storage.tables import Conversation, DeliveryEvent, Message, OutboxItem
-from hub.workers.delivery import INTAKE_FIRST_SECONDS, backoff_seconds, deliver_async
+from hub.workers.delivery import (
+    AUTOMATIC_HOLD_SECONDS,
+    INTAKE_FIRST_SECONDS,
+    backoff_seconds,
+    deliver_async,
+)
 from hub.workers.maintenance import sweep_outbox
 from tests.support.adapter import RecordingAdapter, inbound
 from tests.support.services import RedisServer
@@ -83,6 +89,59 @@ async def test_a_send_is_claimed_only_once_the_spool_backlog_here_is_worked(
     assert adapter.sent == [] and (await outbox(hub, outbox_id)).attempts == 0  # not claimed
     worked.set()
     assert await sending == "sent" and asked == [INTAKE_FIRST_SECONDS]
+
+
+async def test_what_the_intake_queued_waits_for_the_backlog_without_holding_a_slot(
+        hub: Hub, adapter: RecordingAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An acknowledgment waits for the spool backlog it came with (up to
+    AUTOMATIC_HOLD_SECONDS) before it takes a send slot: a staff reply queued behind two of
+    them, with one slot, is sent while they wait."""
+    automatic = [(await reply(hub, f"acknowledgment {i}"))[1] for i in range(2)]
+    _, staff = await reply(hub, "staff reply")
+    worked = asyncio.Event()
+    asked: list[float] = []
+
+    async def idle(within: float) -> None:
+        asked.append(within)
+        if within == AUTOMATIC_HOLD_SECONDS:
+            await worked.wait()
+
+    monkeypatch.setattr(hub.spool_worker, "idle", idle)
+    jobs = InProcessJobs(hub.delivery.deliver_one, concurrency=1,
+                         before_slot=hub.delivery.hold_if_automatic)
+    hub.delivery.queued_by_intake(automatic)
+    jobs.submit_delivery([*automatic, staff])
+    for _ in range(200):
+        if adapter.sent:
+            break
+        await asyncio.sleep(0.05)
+    assert [m.body for m in adapter.sent] == ["staff reply"]
+    assert [(await outbox(hub, i)).attempts for i in automatic] == [0, 0]  # not claimed
+    worked.set()
+    await jobs.drain()
+    assert sorted(m.body for m in adapter.sent) == ["acknowledgment 0", "acknowledgment 1",
+                                                     "staff reply"]
+    assert asked.count(AUTOMATIC_HOLD_SECONDS) == 2 and asked.count(INTAKE_FIRST_SECONDS) == 3
+
+
+async def test_the_intakes_acknowledgment_is_held_in_embedded_mode(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    adapter = RecordingAdapter(capabilities=Capability.DELIVERY_STATUS | Capability.ACKNOWLEDGE)
+    hub = Hub(settings, adapters=[adapter])
+    await hub.prepare()
+    try:
+        asked: list[float] = []
+
+        async def idle(within: float) -> None:
+            asked.append(within)
+
+        monkeypatch.setattr(hub.spool_worker, "idle", idle)
+        assert (await hub.intake.accept(inbound())).new_conversation
+        await hub.jobs.drain()
+        assert len(adapter.sent) == 1 and adapter.sent[0].automatic  # the acknowledgment
+        assert asked == [AUTOMATIC_HOLD_SECONDS, INTAKE_FIRST_SECONDS]  # before its slot, then
+    finally:
+        await hub.stop()
 
 
 async def test_transient_failures_retry_with_backoff_then_send(hub: Hub,
