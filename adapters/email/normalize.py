@@ -415,13 +415,12 @@ class _PlainHeader(str):
 # Address and MIME headers recur from mail to mail (a citizen's From, the hub's own To, the
 # usual Content-Type), so their parses are shared. A Message-ID, Date or References is new
 # in every mail: cached, it would only push the recurring ones out.
-_RECURRING = frozenset({"from", "sender", "reply-to", "to", "cc", "delivered-to",
-                        "x-original-to", "mime-version"})
+_ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc", "delivered-to",
+                              "x-original-to"})
 
 
 def _recurs(name: str) -> bool:
-    key = name.lower()
-    return key in _RECURRING or key.startswith("content-")
+    return _is_mime_header(name) or name.lower() in _ADDRESS_HEADERS
 
 
 @lru_cache(maxsize=1024)
