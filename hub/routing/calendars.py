@@ -14,6 +14,8 @@ import holidays as holidays_pkg
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_DAYS = 3 * 366  # a calendar with hours somewhere finds them well within this many days
+DAYS_KEPT = 1024  # local dates whose open intervals a calendar keeps worked out
+UTC = ZoneInfo("UTC")
 
 Interval = tuple[time, time]
 
@@ -39,6 +41,9 @@ class Calendar:
     country: str | None = None
     subdivision: str | None = None
     _holiday_cache: dict[int, frozenset[date]] = field(default_factory=dict)
+    # Every message's timers and `calendar` conditions ask about the same few days: their
+    # intervals are worked out once (a calendar never changes; a new rule set brings new ones).
+    _days: dict[date, tuple[tuple[datetime, datetime], ...]] = field(default_factory=dict)
 
     def _holidays(self, year: int) -> frozenset[date]:
         if not self.country:
@@ -51,16 +56,22 @@ class Calendar:
     def is_closed_day(self, day: date) -> bool:
         return day in self.closed or day in self._holidays(day.year)
 
-    def intervals_on(self, day: date) -> list[tuple[datetime, datetime]]:
+    def intervals_on(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         """Open intervals of a local date as aware datetimes (an end of 00:00 means midnight)."""
+        known = self._days.get(day)
+        if known is None:
+            if len(self._days) >= DAYS_KEPT:
+                self._days.clear()
+            known = self._days[day] = self._work_out(day)
+        return known
+
+    def _work_out(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
         if self.is_closed_day(day):
-            return []
-        out = []
-        for start, end in self.hours.get(day.weekday(), ()):
-            a = datetime.combine(day, start, self.tz)
-            b = datetime.combine(day + timedelta(days=1) if end == time(0) else day, end, self.tz)
-            out.append((a, b))
-        return out
+            return ()
+        return tuple(
+            (datetime.combine(day, start, self.tz),
+             datetime.combine(day + timedelta(days=1) if end == time(0) else day, end, self.tz))
+            for start, end in self.hours.get(day.weekday(), ()))
 
     def is_open(self, now: datetime) -> bool:
         local = now.astimezone(self.tz)
@@ -77,9 +88,9 @@ class Calendar:
                 if a >= b:
                     continue
                 # Compare in UTC so a DST change inside the interval counts real minutes.
-                span = b.astimezone(ZoneInfo("UTC")) - a.astimezone(ZoneInfo("UTC"))
+                span = b.astimezone(UTC) - a.astimezone(UTC)
                 if remaining <= span:
-                    return (a.astimezone(ZoneInfo("UTC")) + remaining).astimezone(start.tzinfo)
+                    return (a.astimezone(UTC) + remaining).astimezone(start.tzinfo)
                 remaining -= span
             day += timedelta(days=1)
         raise ValueError(f"calendar {self.name!r} has no opening hours in the next {MAX_DAYS} days")

@@ -42,7 +42,7 @@ from hub.routing.schema import (
     Settings,
     parse_minutes,
 )
-from hub.routing.templates import VARIABLES, _env, load_templates
+from hub.routing.templates import VARIABLES, _env, compile_text, load_templates
 from hub.routing.textmatch import TriggerScanner
 
 RESERVED = {"queues.toml", "settings.toml"}
@@ -379,7 +379,7 @@ class _Loader:
             env = _env()
             try:
                 unknown = meta.find_undeclared_variables(env.parse(spec.text)) - VARIABLES
-                tpl = env.from_string(spec.text)
+                tpl = compile_text(env, spec.text)
             except jinja2.TemplateSyntaxError as exc:
                 report([*path, "text"], f"notify text: {exc.message}", None)
                 continue
