@@ -160,6 +160,7 @@ class Intake:
         # one transaction, one look-up per kind and one INSERT per table for all of them.
         self._waiting: list[tuple[InboundMessage, list[str], asyncio.Future[Accepted]]] = []
         self._runner: asyncio.Task[None] | None = None
+        self._queuing = asyncio.Lock()
 
     async def accept(self, msg: InboundMessage) -> Accepted:
         outcome = (await self.accept_many([msg]))[0]
@@ -169,18 +170,21 @@ class Intake:
 
     async def accept_many(self, msgs: Sequence[InboundMessage]) -> list[Accepted | Exception]:
         """Several messages, threaded in the order given, stored in as few transactions as
-        possible. Each entry is that message's `Accepted` or the exception `accept` raises."""
+        possible. Each entry is that message's `Accepted` or the exception `accept` raises.
+        Messages of calls made while a transaction runs are stored together in the next one,
+        each call's after those of the calls made before it."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Accepted] | Exception] = []
-        for msg in msgs:
-            try:
-                blob_ids = await self._checked_blobs(msg)
-            except Exception as exc:
-                futures.append(exc)
-                continue
-            future: asyncio.Future[Accepted] = loop.create_future()
-            self._waiting.append((msg, blob_ids, future))
-            futures.append(future)
+        async with self._queuing:  # an attachment's blob is written first: callers keep turns
+            for msg in msgs:
+                try:
+                    blob_ids = await self._checked_blobs(msg)
+                except Exception as exc:
+                    futures.append(exc)
+                    continue
+                future: asyncio.Future[Accepted] = loop.create_future()
+                self._waiting.append((msg, blob_ids, future))
+                futures.append(future)
         if self._waiting and (self._runner is None or self._runner.done()):
             self._runner = loop.create_task(self._store_waiting())
         outcomes: list[Accepted | Exception] = []

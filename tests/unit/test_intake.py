@@ -125,6 +125,31 @@ async def test_attachments_are_stored_content_addressed(hub: Hub) -> None:
     assert (await hub.blobs.get(rows[0].sha256)) == data
 
 
+async def test_calls_made_together_are_stored_in_the_order_made(hub: Hub) -> None:
+    # The spool worker hands each parsed chunk over without waiting for the one before; a
+    # chunk whose attachment is still being written must not be overtaken by the next one.
+    put = hub.blobs.put
+
+    async def slow_put(data: bytes) -> str:
+        await asyncio.sleep(0.05)
+        return await put(data)
+
+    hub.blobs.put = slow_put  # type: ignore[method-assign]
+    photo = InboundAttachment("photo.jpg", "image/jpeg", b"\xff\xd8 fake")
+    sender = "+15550004444"
+    first = [inbound(sender, "the photo", attachments=(photo,)), inbound(sender, "second")]
+    later = [inbound(sender, "third"), inbound(sender, "fourth")]
+    calls = [asyncio.create_task(hub.intake.accept_many(first)),
+             asyncio.create_task(hub.intake.accept_many(later))]
+    outcomes = [o for call in await asyncio.gather(*calls) for o in call]
+    async with hub.db.read() as session:
+        texts = list(await session.scalars(select(Message.body).order_by(Message.id)
+                                           .where(Message.direction == "inbound")))
+    assert texts == ["the photo", "second", "third", "fourth"]
+    assert [o.message_id for o in outcomes] == sorted(o.message_id for o in outcomes)
+    assert len({o.conversation_id for o in outcomes}) == 1  # all continue the first
+
+
 async def test_html_is_sanitised_and_raw_is_kept(hub: Hub) -> None:
     msg = with_(inbound(), html='<p onclick="x()">Hi<script>alert(1)</script></p>',
                 raw=b"raw bytes")

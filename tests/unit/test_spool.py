@@ -337,6 +337,40 @@ def test_a_batch_is_parsed_in_chunks_that_grow_from_a_small_first_one() -> None:
     assert [len(c) for c in _chunks(list(range(5)))] == [5] and _chunks([]) == []
 
 
+async def test_chunks_parsed_while_the_first_is_stored_go_into_one_transaction(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A small transaction costs nearly what a large one does: what is parsed while the
+    # intake stores the first chunk must not wait for it, but join the next transaction.
+    spool = Spool(hub.db)
+    texts = [f"streetlight {i} is out" for i in range(128)]
+    await asyncio.gather(*(spool.put(item(f"+1555300{i:04d}", text))
+                           for i, text in enumerate(texts)))
+    handed: list[InboundMessage] = []
+    accept_many = hub.intake.accept_many
+
+    async def counted(msgs: list[InboundMessage]) -> list[Any]:
+        handed.extend(msgs)
+        return await accept_many(msgs)
+
+    sizes: list[int] = []
+    store_batch = hub.intake._store_batch
+
+    async def held_first(items: list[Any]) -> list[Any]:
+        sizes.append(len(items))
+        for _ in range(500):  # the first transaction lasts until the whole batch is parsed
+            if len(sizes) > 1 or len(handed) == len(texts):
+                break
+            await asyncio.sleep(0.01)
+        return await store_batch(items)
+
+    monkeypatch.setattr(hub.intake, "accept_many", counted)
+    monkeypatch.setattr(hub.intake, "_store_batch", held_first)
+    assert await worker(hub, spool, policy=WorkPolicy(quiet=0)).drain() == len(texts)
+    assert sizes == [8, 120]  # not one per parsed chunk (8, 16, 32, 32, 32, 8)
+    assert await inbound_texts(hub) == texts  # in the order they came
+    assert {e.state for e in await entries(hub)} == {"done"}
+
+
 def test_past_the_delay_the_worker_keeps_to_its_share_while_mail_keeps_arriving() -> None:
     policy = WorkPolicy(quiet=0.05, max_delay=2.0, share=0.5)
     assert policy.pause_after(0.2, now=10.0, last_put=9.99) == pytest.approx(0.2)
