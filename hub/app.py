@@ -248,6 +248,7 @@ class Hub:
         if self.work_process is not None:
             await self.work_process.stop()  # its sends under way finish and are recorded
         await self.spool_worker.stop()
+        await self.intake.close()  # what the spool worker handed over is stored, or let go
         await self.spool.close()
         await asyncio.to_thread(self.parse_pool.close)
         for task in self._background:

@@ -161,6 +161,7 @@ class Intake:
         self._waiting: list[tuple[InboundMessage, list[str], asyncio.Future[Accepted]]] = []
         self._runner: asyncio.Task[None] | None = None
         self._queuing = asyncio.Lock()
+        self._room = asyncio.Event()  # set when a transaction takes messages from _waiting
 
     async def accept(self, msg: InboundMessage) -> Accepted:
         outcome = (await self.accept_many([msg]))[0]
@@ -175,18 +176,19 @@ class Intake:
         each call's after those of the calls made before it."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Accepted] | Exception] = []
-        async with self._queuing:  # an attachment's blob is written first: callers keep turns
-            for msg in msgs:
-                try:
-                    blob_ids = await self._checked_blobs(msg)
-                except Exception as exc:
-                    futures.append(exc)
-                    continue
-                future: asyncio.Future[Accepted] = loop.create_future()
-                self._waiting.append((msg, blob_ids, future))
-                futures.append(future)
-        if self._waiting and (self._runner is None or self._runner.done()):
-            self._runner = loop.create_task(self._store_waiting())
+        try:
+            async with self._queuing:  # an attachment's blob is written first: keep turns
+                for msg in msgs:
+                    try:
+                        blob_ids = await self._checked_blobs(msg)
+                    except Exception as exc:
+                        futures.append(exc)
+                        continue
+                    future: asyncio.Future[Accepted] = loop.create_future()
+                    self._waiting.append((msg, blob_ids, future))
+                    futures.append(future)
+        finally:
+            self._store_soon()  # what was queued is stored even if this caller gave up
         outcomes: list[Accepted | Exception] = []
         for item in futures:
             if isinstance(item, Exception):
@@ -198,6 +200,30 @@ class Intake:
                 outcomes.append(exc)
         return outcomes
 
+    async def room(self) -> None:
+        """Returns once fewer messages than one transaction takes are waiting to be stored (at
+        once if so). A caller with many (the spool worker) hands them over no faster, so that a
+        message accepted meanwhile (a chat line) waits behind two transactions at most."""
+        while len(self._waiting) >= self._max_batch:
+            self._store_soon()
+            self._room.clear()
+            await self._room.wait()
+
+    def _store_soon(self) -> None:
+        if self._waiting and (self._runner is None or self._runner.done()):
+            self._runner = asyncio.get_running_loop().create_task(self._store_waiting())
+
+    async def close(self, within: float = 30.0) -> None:
+        """Lets what is queued be stored (at most `within` seconds), then stops storing: what
+        is left is unanswered (IntakeUnavailable), and a spooled item is worked again later."""
+        runner = self._runner
+        if runner is None:
+            return
+        done, _ = await asyncio.wait({runner}, timeout=within)
+        if not done:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+
     async def _checked_blobs(self, msg: InboundMessage) -> list[str]:
         _check(msg)
         return [await self.blobs.put(a.data) for a in msg.attachments]
@@ -206,6 +232,7 @@ class Intake:
         while self._waiting:
             batch = self._waiting[:self._max_batch]
             del self._waiting[:self._max_batch]
+            self._room.set()
             started = time.perf_counter()
             try:
                 outcomes = await self._store_batch([(msg, blobs) for msg, blobs, _ in batch])
@@ -239,7 +266,18 @@ class Intake:
             except Exception as exc:
                 log.info("intake batch of %s rolled back (%s); storing each on its own",
                          len(items), type(exc).__name__)
-        return [await self._store_alone(item) for item in items]
+        outcomes: list[_Stored | Exception] = []
+        for item in items:
+            outcomes.append(await self._store_alone(item))
+            if isinstance(outcomes[-1], IntakeUnavailable) and not await self.db.ping():
+                # The database is away, not this message's fault: the rest would only wait
+                # for it as many times over.
+                away = outcomes[-1]
+                for _ in range(len(items) - len(outcomes)):
+                    outcomes.append(unavailable := IntakeUnavailable(*away.args))
+                    unavailable.__cause__ = away.__cause__
+                break
+        return outcomes
 
     async def _store_alone(self, item: tuple[InboundMessage, list[str]]) -> _Stored | Exception:
         msg = item[0]
@@ -256,9 +294,7 @@ class Intake:
                     return exc  # this message cannot be stored as it is: the caller counts it
                 log.error("intake could not commit %s message: %s", msg.channel,
                           type(exc).__name__)
-                unavailable = IntakeUnavailable(type(exc).__name__)
-                unavailable.__cause__ = exc
-                return unavailable
+                return _unavailable(exc)
         raise AssertionError("unreachable")
 
     async def _transaction(self, items: list[tuple[InboundMessage, list[str]]]) -> list[_Stored]:
@@ -502,6 +538,12 @@ class Intake:
                                     now=msg.received_at, fold_into=folded,
                                     pending=found.pending_timers(conversation.id),
                                     recipient=msg.sender)
+
+
+def _unavailable(exc: Exception) -> IntakeUnavailable:
+    unavailable = IntakeUnavailable(type(exc).__name__)
+    unavailable.__cause__ = exc
+    return unavailable
 
 
 def _check(msg: InboundMessage) -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from hub.app import Hub
+from hub.intake import IntakeUnavailable
 from hub.model import InboundAttachment, ThreadHints, utcnow
 from hub.storage.tables import (
     Attachment,
@@ -148,6 +153,24 @@ async def test_calls_made_together_are_stored_in_the_order_made(hub: Hub) -> Non
     assert texts == ["the photo", "second", "third", "fourth"]
     assert [o.message_id for o in outcomes] == sorted(o.message_id for o in outcomes)
     assert len({o.conversation_id for o in outcomes}) == 1  # all continue the first
+
+
+async def test_with_the_database_away_a_batch_is_not_retried_message_by_message(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    tries: list[int] = []
+
+    async def away(items: list[Any]) -> list[Any]:
+        tries.append(len(items))
+        raise OperationalError("BEGIN", {}, sqlite3.OperationalError("unable to open database"))
+
+    async def no_answer() -> bool:
+        return False
+
+    monkeypatch.setattr(hub.intake, "_transaction", away)
+    monkeypatch.setattr(hub.db, "ping", no_answer)
+    outcomes = await hub.intake.accept_many([inbound(f"+155570{i:05d}") for i in range(50)])
+    assert all(isinstance(o, IntakeUnavailable) for o in outcomes) and len(outcomes) == 50
+    assert tries == [50, 1]  # the batch, one message alone, then the database is asked
 
 
 async def test_html_is_sanitised_and_raw_is_kept(hub: Hub) -> None:

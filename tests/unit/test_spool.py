@@ -371,6 +371,73 @@ async def test_chunks_parsed_while_the_first_is_stored_go_into_one_transaction(
     assert {e.state for e in await entries(hub)} == {"done"}
 
 
+async def test_a_message_accepted_during_a_long_batch_waits_behind_two_transactions_at_most(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The spool worker hands parsed chunks over only while less than a transaction's worth
+    # waits: a chat line accepted meanwhile in the same process is not queued behind them all.
+    spool = Spool(hub.db)
+    await asyncio.gather(*(spool.put(item(f"+1555400{i:04d}", f"bin {i} not emptied"))
+                           for i in range(600)))
+    transactions: list[list[str]] = []
+    store_batch = hub.intake._store_batch
+
+    async def slow(items: list[Any]) -> list[Any]:
+        transactions.append([msg.text for msg, _ in items])
+        await asyncio.sleep(0.1)  # storing is slower than parsing, as it is in the hub
+        return await store_batch(items)
+
+    monkeypatch.setattr(hub.intake, "_store_batch", slow)
+    work = worker(hub, spool, policy=WorkPolicy(quiet=0))
+    draining = asyncio.create_task(work.drain())
+    while len(transactions) < 2:
+        await asyncio.sleep(0.005)
+    await hub.intake.accept(inbound("+15550009999", "chat line"))
+    assert await draining == 600
+    (at,) = [i for i, texts in enumerate(transactions) if "chat line" in texts]
+    before = sum(len(texts) for texts in transactions[:at])
+    # At most the transaction under way and what waited, not the rest of the batch.
+    assert before <= 8 + 128 + 128 + 32, (at, [len(t) for t in transactions])
+
+
+async def test_a_batch_larger_than_a_statements_bind_limit_is_read_in_slices(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hub.spool.PAYLOADS_AT_ONCE", 3)
+    spool = Spool(hub.db)
+    texts = [f"pothole {i}" for i in range(10)]
+    for i, text in enumerate(texts):
+        await spool.put(item(f"+1555500{i:04d}", text))
+    assert await worker(hub, spool, policy=WorkPolicy(quiet=0)).drain() == 10
+    assert await inbound_texts(hub) == texts
+
+
+async def test_stopping_lets_what_was_handed_over_be_stored_then_nothing_more(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(hub.db)
+    await asyncio.gather(*(spool.put(item(f"+1555600{i:04d}", f"noise {i}"))
+                           for i in range(300)))
+    started = asyncio.Event()
+    store_batch = hub.intake._store_batch
+
+    async def slow(items: list[Any]) -> list[Any]:
+        started.set()
+        await asyncio.sleep(0.02)
+        return await store_batch(items)
+
+    monkeypatch.setattr(hub.intake, "_store_batch", slow)
+    work = worker(hub, spool, policy=WorkPolicy(quiet=0, max_delay=0))
+    await work.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await work.stop()
+    await hub.intake.close()
+    stored = len(await inbound_texts(hub))
+    assert stored < 300  # stopped mid-batch
+    await asyncio.sleep(0.2)
+    assert len(await inbound_texts(hub)) == stored  # nothing is stored after close()
+    # What was not recorded as worked is worked again, and stored once.
+    assert await worker(hub, spool).drain() > 0
+    assert sorted(await inbound_texts(hub)) == sorted(f"noise {i}" for i in range(300))
+
+
 def test_past_the_delay_the_worker_keeps_to_its_share_while_mail_keeps_arriving() -> None:
     policy = WorkPolicy(quiet=0.05, max_delay=2.0, share=0.5)
     assert policy.pause_after(0.2, now=10.0, last_put=9.99) == pytest.approx(0.2)
