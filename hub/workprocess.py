@@ -233,6 +233,7 @@ class WorkProcess:
                 self._seen = int(message["seen"])
                 self._hub.spool.backlog = int(message["pending"]) + max(0, self._spooled
                                                                          - self._seen)
+                metrics.SPOOL_PENDING.set(self._hub.spool.backlog)  # this one's gauge wins
             elif kind == "metrics" and self._metrics is not None and not self._metrics.done():
                 self._metrics.set_result(str(message["text"]))
         except (KeyError, TypeError, ValueError):

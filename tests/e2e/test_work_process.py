@@ -102,6 +102,24 @@ def test_the_work_process_works_what_serve_acknowledged_and_comes_back_if_it_die
             process.wait(timeout=60)
 
 
+def test_metrics_show_the_spool_worked_by_the_child_as_no_longer_pending(
+        city: tuple[Path, dict[str, str], str]) -> None:  # noqa: F811
+    # `hub serve` counted the item when it spooled it; the child's reports bring it back down.
+    cwd, env, url = city
+    smtp_port, http_port = int(env["HUB_SMTP_PORT"]), int(env["HUB_HTTP_PORT"])
+    process = serve(cwd, env)
+    try:
+        send(smtp_port, 1)
+        assert len(settled(url, 1)) == 1
+        deadline = time.monotonic() + 10
+        while "hub_spool_pending 0.0" not in metrics(http_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "hub_spool_pending 0.0" in metrics(http_port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 async def test_a_start_that_fails_after_the_child_was_launched_ends_the_child(
         settings_data: dict[str, dict[str, object]], monkeypatch: pytest.MonkeyPatch) -> None:
     # The child is launched first, to import while `hub serve` migrates and reads its rules.
