@@ -73,16 +73,13 @@ class ParsePool:
     async def run_each(self, calls: Sequence[tuple[Callable[..., T], tuple[Any, ...]]]
                        ) -> list[T | Exception]:
         """Every fn(*args) of `calls`, in one trip to a child: each result, or the exception
-        that call raised. If the trip fails (past the budget: one hostile payload among them),
-        each call goes again on its own, so only that one ends as ParseTimeout."""
+        that call raised. Past the budget (one hostile payload among them), each call goes
+        again on its own, so only that one ends as ParseTimeout."""
         if len(calls) <= 1 or self.processes <= 0:
             return [await self._one(fn, args) for fn, args in calls]
         try:
             return await self.run(_each, list(calls))
-        except Exception:
-            # Past the budget, a child that died, or a batch whose results did not come back
-            # (one result that cannot be pickled): each call on its own, so only its own
-            # item fails, and the spool never retries the whole batch for ever.
+        except (ParseTimeout, BrokenProcessPool):
             return [await self._one(fn, args) for fn, args in calls]
 
     async def _one(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T | Exception:

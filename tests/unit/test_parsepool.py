@@ -4,15 +4,11 @@ a work process that is killed (and started again by `hub serve`) leaves nothing 
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-from hub.parsepool import ParsePool, _each
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = """
@@ -69,32 +65,3 @@ def test_a_killed_owner_leaves_no_parse_process_or_forkserver_behind() -> None:
         for pid in left:  # what a failure leaves behind is not left for the next test
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
-
-
-class BatchesComeBackBroken(ParsePool):
-    """A pool whose trip with a whole batch fails as a result that cannot be pickled would
-    (its single calls run here)."""
-
-    def __init__(self) -> None:
-        super().__init__(processes=1)
-        self.batches = 0
-
-    async def run(self, fn: Any, *args: Any) -> Any:
-        if fn is _each:
-            self.batches += 1
-            raise pickle.PicklingError("a result could not be sent back")
-        return fn(*args)
-
-
-def _half(n: int) -> float:
-    if n == 3:
-        raise ValueError("a parser's own error")
-    return n / 2
-
-
-async def test_a_batch_that_does_not_come_back_is_parsed_call_by_call() -> None:
-    pool = BatchesComeBackBroken()
-    results = await pool.run_each([(_half, (n,)) for n in range(5)])
-    assert pool.batches == 1
-    assert results[:3] == [0.0, 0.5, 1.0] and results[4] == 2.0
-    assert isinstance(results[3], ValueError)
