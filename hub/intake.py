@@ -204,6 +204,8 @@ class Intake:
         """Returns once fewer messages than one transaction takes are waiting to be stored (at
         once if so). A caller with many (the spool worker) hands them over no faster, so that a
         message accepted meanwhile (a chat line) waits behind two transactions at most."""
+        async with self._queuing:  # callers before us have queued all theirs: they count
+            pass
         while len(self._waiting) >= self._max_batch:
             self._store_soon()
             self._room.clear()
@@ -213,22 +215,31 @@ class Intake:
         if self._waiting and (self._runner is None or self._runner.done()):
             self._runner = asyncio.get_running_loop().create_task(self._store_waiting())
 
-    async def close(self, within: float = 30.0) -> None:
+    async def close(self, within: float = 10.0) -> None:
         """Lets what is queued be stored (at most `within` seconds), then stops storing: what
-        is left is unanswered (IntakeUnavailable), and a spooled item is worked again later."""
+        is left is answered IntakeUnavailable (a spooled item is worked again later)."""
         runner = self._runner
-        if runner is None:
-            return
-        done, _ = await asyncio.wait({runner}, timeout=within)
-        if not done:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+        if runner is not None:
+            done, _ = await asyncio.wait({runner}, timeout=within)
+            if not done:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+        left, self._waiting = self._waiting, []
+        for _, _, future in left:
+            if not future.done():
+                future.set_exception(IntakeUnavailable("the hub is stopping"))
 
     async def _checked_blobs(self, msg: InboundMessage) -> list[str]:
         _check(msg)
         return [await self.blobs.put(a.data) for a in msg.attachments]
 
     async def _store_waiting(self) -> None:
+        try:
+            await self._store_all_waiting()
+        finally:
+            self._room.set()  # whoever waits for room looks again (and restarts a runner)
+
+    async def _store_all_waiting(self) -> None:
         while self._waiting:
             batch = self._waiting[:self._max_batch]
             del self._waiting[:self._max_batch]
@@ -254,7 +265,10 @@ class Intake:
                     future.set_exception(outcome)
                 else:
                     future.set_result(outcome.accepted)
-            self._after_commit([o for o in outcomes if isinstance(o, _Stored)])
+            try:
+                self._after_commit([o for o in outcomes if isinstance(o, _Stored)])
+            except Exception:  # committed all the same (the outbox sweeper finds the sends)
+                log.exception("intake: announcing a committed batch failed")
 
     async def _store_batch(self, items: list[tuple[InboundMessage, list[str]]]
                            ) -> list[_Stored | Exception]:

@@ -173,6 +173,54 @@ async def test_with_the_database_away_a_batch_is_not_retried_message_by_message(
     assert tries == [50, 1]  # the batch, one message alone, then the database is asked
 
 
+async def test_room_counts_what_callers_before_are_still_queuing(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A caller still writing an attachment's blob has not queued its messages yet; room()
+    # must count them all the same, or the spool worker hands over more behind them.
+    put = hub.blobs.put
+
+    async def slow_put(data: bytes) -> str:
+        await asyncio.sleep(0.05)
+        return await put(data)
+
+    started: list[int] = []
+    store_batch = hub.intake._store_batch
+
+    async def counted(items: list[Any]) -> list[Any]:
+        started.append(len(items))
+        return await store_batch(items)
+
+    monkeypatch.setattr(hub.blobs, "put", slow_put)
+    monkeypatch.setattr(hub.intake, "_store_batch", counted)
+    photo = InboundAttachment("photo.jpg", "image/jpeg", b"\xff\xd8 fake")
+    msgs = [inbound(f"+155580{i:05d}", attachments=(photo,) if i == 0 else ())
+            for i in range(130)]
+    queuing = asyncio.create_task(hub.intake.accept_many(msgs))
+    await asyncio.sleep(0)  # it holds the queue while the photo is written
+    await asyncio.wait_for(hub.intake.room(), 10)
+    assert started  # room() waited for those 130 and for a transaction to take them
+    assert len(await queuing) == 130
+
+
+async def test_close_answers_what_it_could_not_store(hub: Hub,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    held = asyncio.Event()
+
+    async def stuck(items: list[Any]) -> list[Any]:
+        await held.wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(hub.intake, "_store_batch", stuck)
+    first = asyncio.create_task(hub.intake.accept(inbound("+15558000001")))
+    await asyncio.sleep(0.01)  # the first is in a transaction that never ends
+    second = asyncio.create_task(hub.intake.accept(inbound("+15558000002")))
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(hub.intake.close(within=0.1), 5)
+    for task in (first, second):  # both answered, neither left waiting
+        with pytest.raises(IntakeUnavailable):
+            await asyncio.wait_for(task, 5)
+
+
 async def test_html_is_sanitised_and_raw_is_kept(hub: Hub) -> None:
     msg = with_(inbound(), html='<p onclick="x()">Hi<script>alert(1)</script></p>',
                 raw=b"raw bytes")

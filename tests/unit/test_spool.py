@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import undefer
 
 from hub.adapters.base import FetchLater
@@ -371,7 +371,7 @@ async def test_chunks_parsed_while_the_first_is_stored_go_into_one_transaction(
     assert {e.state for e in await entries(hub)} == {"done"}
 
 
-async def test_a_message_accepted_during_a_long_batch_waits_behind_two_transactions_at_most(
+async def test_a_message_accepted_during_a_long_batch_waits_behind_two_transactions_or_so(
         hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     # The spool worker hands parsed chunks over only while less than a transaction's worth
     # waits: a chat line accepted meanwhile in the same process is not queued behind them all.
@@ -389,14 +389,43 @@ async def test_a_message_accepted_during_a_long_batch_waits_behind_two_transacti
     monkeypatch.setattr(hub.intake, "_store_batch", slow)
     work = worker(hub, spool, policy=WorkPolicy(quiet=0))
     draining = asyncio.create_task(work.drain())
-    while len(transactions) < 2:
+    for _ in range(1000):
+        if len(transactions) >= 2:
+            break
         await asyncio.sleep(0.005)
     await hub.intake.accept(inbound("+15550009999", "chat line"))
     assert await draining == 600
     (at,) = [i for i, texts in enumerate(transactions) if "chat line" in texts]
     before = sum(len(texts) for texts in transactions[:at])
-    # At most the transaction under way and what waited, not the rest of the batch.
+    # At most the transactions under way and waiting (one chunk over), not the whole batch.
     assert before <= 8 + 128 + 128 + 32, (at, [len(t) for t in transactions])
+
+
+async def test_a_failure_after_a_commit_stops_neither_the_intake_nor_the_worker(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(hub.db)
+    await asyncio.gather(*(spool.put(item(f"+1555700{i:04d}", f"graffiti {i}"))
+                           for i in range(400)))
+    after_commit = hub.intake._after_commit
+    calls: list[int] = []
+
+    def fails_once(stored: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("a listener failed")
+        after_commit(stored)
+
+    store_batch = hub.intake._store_batch
+
+    async def slow(items: list[Any]) -> list[Any]:
+        await asyncio.sleep(0.01)  # parsing gets ahead: the worker waits for room
+        return await store_batch(items)
+
+    monkeypatch.setattr(hub.intake, "_after_commit", fails_once)
+    monkeypatch.setattr(hub.intake, "_store_batch", slow)
+    work = worker(hub, spool, policy=WorkPolicy(quiet=0))
+    assert await asyncio.wait_for(work.drain(), 20) == 400
+    assert len(await inbound_texts(hub)) == 400
 
 
 async def test_a_batch_larger_than_a_statements_bind_limit_is_read_in_slices(
@@ -406,7 +435,22 @@ async def test_a_batch_larger_than_a_statements_bind_limit_is_read_in_slices(
     texts = [f"pothole {i}" for i in range(10)]
     for i, text in enumerate(texts):
         await spool.put(item(f"+1555500{i:04d}", text))
-    assert await worker(hub, spool, policy=WorkPolicy(quiet=0)).drain() == 10
+    reads: list[int] = []
+
+    def count(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
+              executemany: bool) -> None:
+        if statement.startswith("SELECT inbound_spool.id, inbound_spool.payload"):
+            reads.append(len(params))
+
+    engines = {hub.db.read_engine.sync_engine, hub.db.write_engine.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert await worker(hub, spool, policy=WorkPolicy(quiet=0)).drain() == 10
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert reads == [3, 3, 3, 1]
     assert await inbound_texts(hub) == texts
 
 
