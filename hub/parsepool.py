@@ -78,9 +78,10 @@ class ParsePool:
         if len(calls) <= 1 or self.processes <= 0:
             return [await self._one(fn, args) for fn, args in calls]
         try:
-            return await self.run(_each, list(calls))
+            sent = await self.run(_each, list(calls))
         except (ParseTimeout, BrokenProcessPool):
             return [await self._one(fn, args) for fn, args in calls]
+        return [_received(one) for one in sent]
 
     async def _one(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T | Exception:
         try:
@@ -127,20 +128,31 @@ def _exit_when_readable(pidfd: int) -> None:
     os._exit(0)
 
 
-def _each(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[Any]:
-    """In the child: every call, an exception standing for its call's result."""
-    results: list[Any] = []
+def _each(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> list[bytes]:
+    """In the child: every call's result, or the exception standing for it, pickled one by one:
+    a result that cannot be sent back is that item's error, and never fails the whole trip
+    (which the spool would take for the database being away, and retry for ever)."""
+    sent: list[bytes] = []
     for fn, args in calls:
         try:
-            results.append(fn(*args))
+            outcome = fn(*args)
         except Exception as exc:
-            results.append(exc if _picklable(exc) else RuntimeError(type(exc).__name__))
-    return results
+            outcome = exc
+        sent.append(_sendable(outcome))
+    return sent
 
 
-def _picklable(exc: Exception) -> bool:
+def _sendable(outcome: Any) -> bytes:
     try:
-        pickle.dumps(exc)
-    except Exception:
-        return False
-    return True
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        failed = RuntimeError(f"{type(outcome).__name__} could not be sent back from the "
+                              f"parse process ({type(exc).__name__})")
+        return pickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _received(sent: bytes) -> Any:
+    try:
+        return pickle.loads(sent)  # noqa: S301 - our own child's pickles, over a private pipe
+    except Exception as exc:
+        return RuntimeError(f"a parse result could not be read back ({type(exc).__name__})")

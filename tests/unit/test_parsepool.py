@@ -4,11 +4,15 @@ a work process that is killed (and started again by `hub serve`) leaves nothing 
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from hub.parsepool import ParsePool, _each
 
 REPO = Path(__file__).resolve().parents[2]
 OWNER = """
@@ -65,3 +69,35 @@ def test_a_killed_owner_leaves_no_parse_process_or_forkserver_behind() -> None:
         for pid in left:  # what a failure leaves behind is not left for the next test
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _parsed(n: int) -> object:
+    if n == 2:
+        return lambda: n  # a result that cannot be pickled back to the work process
+    if n == 3:
+        raise ValueError("a parser's own error")
+    return {"n": n}
+
+
+class InlineTrips(ParsePool):
+    """A pool whose trips to the child run here, through pickling as a real trip does."""
+
+    def __init__(self) -> None:
+        super().__init__(processes=1)
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return pickle.loads(pickle.dumps(fn(*pickle.loads(pickle.dumps(args)))))
+
+
+async def test_a_result_that_cannot_be_sent_back_fails_its_item_not_the_batch() -> None:
+    # Before, the whole trip failed, and the spool took that for the database being away:
+    # the same batch again and again, no attempt counted.
+    results = await InlineTrips().run_each([(_parsed, (n,)) for n in range(5)])
+    assert [results[i] for i in (0, 1, 4)] == [{"n": 0}, {"n": 1}, {"n": 4}]
+    assert isinstance(results[2], RuntimeError) and "could not be sent back" in str(results[2])
+    assert isinstance(results[3], ValueError)
+
+
+def test_the_child_sends_each_result_on_its_own() -> None:
+    sent = _each([(_parsed, (n,)) for n in range(3)])
+    assert [type(pickle.loads(one)).__name__ for one in sent] == ["dict", "dict", "RuntimeError"]
