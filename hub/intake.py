@@ -203,7 +203,7 @@ class Intake:
     async def room(self) -> None:
         """Returns once fewer messages than one transaction takes are waiting to be stored (at
         once if so). A caller with many (the spool worker) hands them over no faster, so that a
-        message accepted meanwhile (a chat line) waits behind two transactions at most."""
+        message accepted meanwhile (a chat line) waits behind about two transactions."""
         async with self._queuing:  # callers before us have queued all theirs: they count
             pass
         while len(self._waiting) >= self._max_batch:
@@ -287,9 +287,7 @@ class Intake:
                 # The database is away, not this message's fault: the rest would only wait
                 # for it as many times over.
                 away = outcomes[-1]
-                for _ in range(len(items) - len(outcomes)):
-                    outcomes.append(unavailable := IntakeUnavailable(*away.args))
-                    unavailable.__cause__ = away.__cause__
+                outcomes += [_unavailable(away.__cause__ or away) for _ in items[len(outcomes):]]
                 break
         return outcomes
 
@@ -554,7 +552,7 @@ class Intake:
                                     recipient=msg.sender)
 
 
-def _unavailable(exc: Exception) -> IntakeUnavailable:
+def _unavailable(exc: BaseException) -> IntakeUnavailable:
     unavailable = IntakeUnavailable(type(exc).__name__)
     unavailable.__cause__ = exc
     return unavailable

@@ -533,7 +533,7 @@ class SpoolWorker:
                 messages = [msg for msg in parsed if not isinstance(msg, Exception)]
                 failed = [msg if isinstance(msg, Exception) else None for msg in parsed]
                 await self.intake.room()  # a transaction's worth ahead, no more
-                storing.append((failed, asyncio.create_task(self._accept(messages))))
+                storing.append((failed, asyncio.create_task(self.intake.accept_many(messages))))
             outcomes: list[Any] = []
             for failed, accepting in storing:
                 accepted = iter(await accepting)
@@ -544,9 +544,6 @@ class SpoolWorker:
             # here (so worked again later, and found stored by the intake's dedupe).
             for _, accepting in storing:
                 accepting.cancel()
-
-    async def _accept(self, messages: list[InboundMessage]) -> list[Any]:
-        return await self.intake.accept_many(messages) if messages else []
 
     def _struck_out(self, unavailable: list[tuple[_Due, Exception]]) -> list[tuple[_Due, Exception]]:
         """Items that failed as if the database were away while it answered, STRIKES times in a
